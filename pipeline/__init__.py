@@ -1,0 +1,33 @@
+"""Chunked, parallel pandas pipelines that run unchanged on local cores or a cluster.
+
+Stages are plain functions `fn(df, **params) -> df`; a pipeline of them compiles to a task graph that an
+engine (sync, threads, processes, ...) runs over chunked Parquet or CSV, committing output atomically.
+"""
+
+from pipeline.aggregate import GroupAggregate
+from pipeline.engines import get_engine
+from pipeline.errors import ConfigError, InputError, PipelineError, SinkError, StageError
+from pipeline.io import DirectorySink, FileSink, FileSource, Manifest, MemorySink, MemorySource
+from pipeline.pipeline import Pipeline
+from pipeline.reduction import Reduction, reduction
+from pipeline.stage import Stage
+
+__all__ = [
+    "ConfigError",
+    "DirectorySink",
+    "FileSink",
+    "FileSource",
+    "GroupAggregate",
+    "InputError",
+    "Manifest",
+    "MemorySink",
+    "MemorySource",
+    "Pipeline",
+    "PipelineError",
+    "Reduction",
+    "SinkError",
+    "Stage",
+    "StageError",
+    "get_engine",
+    "reduction",
+]

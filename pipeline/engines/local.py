@@ -1,0 +1,136 @@
+"""The local engines: one scheduler (`_schedule.run_plan`), three executors.
+
+- sync: in the calling thread, for debugging;
+- threads: a thread pool (pandas and pyarrow release the GIL in much of their work);
+- processes: a pool of worker processes, the default. Tasks travel as cloudpickle bytes, so functions
+  defined in a notebook, a script or a module next to the config reach workers that cannot import them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from multiprocessing import context as mp_context
+from multiprocessing import popen_forkserver
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import cloudpickle
+
+from pipeline.engines._schedule import InlineExecutor, run_plan
+from pipeline.errors import PipelineError
+from pipeline.plan import Plan, Task
+
+IN_FLIGHT_PER_WORKER = 2
+
+
+class _LocalEngine:
+    """Shared lifecycle: build the executor lazily, run plans through the common scheduler, shut down."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self._executor: Executor | None = None
+
+    def _make_executor(self) -> Executor:
+        raise NotImplementedError
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        if self._executor is None:
+            self._executor = self._make_executor()
+        return self._executor.submit(fn, *args)
+
+    def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
+        return run_plan(plan, self._submit, self.workers * IN_FLIGHT_PER_WORKER, on_done)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> "_LocalEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyncEngine(_LocalEngine):
+    name = "sync"
+
+    def __init__(self, workers: int | None = None) -> None:
+        super().__init__(1)
+
+    def _make_executor(self) -> Executor:
+        return InlineExecutor()
+
+
+class ThreadsEngine(_LocalEngine):
+    name = "threads"
+
+    def _make_executor(self) -> Executor:
+        return ThreadPoolExecutor(self.workers, thread_name_prefix="pipeline")
+
+
+def _call_pickled(payload: bytes) -> Any:
+    fn, args = cloudpickle.loads(payload)
+    return fn(*args)
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Hide `__main__`'s origin while a worker is launched, so the worker does not re-run the user's script
+    (scripts and notebooks rarely guard with `if __name__ == "__main__"`). Workers need nothing from it:
+    cloudpickle sends functions defined there by value."""
+    main = sys.modules["__main__"]
+    saved = {name: main.__dict__.get(name) for name in ("__file__", "__spec__")}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update({name: value for name, value in saved.items() if value is not None})
+
+
+class _Popen(popen_forkserver.Popen):
+    def _launch(self, process_obj: object) -> None:
+        with _main_hidden():
+            super()._launch(process_obj)
+
+
+class _WorkerProcess(mp_context.ForkServerProcess):
+    _start_method = "forkserver"
+
+    @staticmethod
+    def _Popen(process_obj: object) -> _Popen:
+        return _Popen(process_obj)
+
+
+class _WorkerContext(mp_context.ForkServerContext):
+    Process = _WorkerProcess
+
+
+class ProcessesEngine(_LocalEngine):
+    """Worker processes from a forkserver preloaded with pandas and pyarrow: quick to start, and safe
+    where a plain fork of a threaded driver (progress bar, Arrow thread pools) is not."""
+
+    name = "processes"
+
+    def _make_executor(self) -> Executor:
+        context = _WorkerContext()
+        context.set_forkserver_preload(["pandas", "pyarrow", "pipeline.tasks"])
+        return ProcessPoolExecutor(self.workers, mp_context=context)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        return super()._submit(_call_pickled, cloudpickle.dumps((fn, args)))
+
+    def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
+        try:
+            return super().run(plan, on_done)
+        except BrokenProcessPool as exc:
+            self._executor = None
+            raise PipelineError(f"a worker process died unexpectedly ({exc}); see the log above for its cause") from None

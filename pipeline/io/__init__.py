@@ -1,0 +1,21 @@
+"""Chunked input and atomically committed output: a Source lists and reads chunks, a Sink writes parts
+to staging and commits them all at once."""
+
+from pipeline.io.manifest import Manifest, Receipt
+from pipeline.io.memory import MemorySink, MemorySource
+from pipeline.io.sink import DirectorySink, FileSink, Sink, sink_for
+from pipeline.io.source import Chunk, FileSource, Source
+
+__all__ = [
+    "Chunk",
+    "DirectorySink",
+    "FileSink",
+    "FileSource",
+    "Manifest",
+    "MemorySink",
+    "MemorySource",
+    "Receipt",
+    "Sink",
+    "Source",
+    "sink_for",
+]

@@ -1,0 +1,74 @@
+"""What a run wrote: a receipt per part file (returned by the worker that wrote it) and the manifest
+committed as `_SUCCESS` once every part is in place."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipeline.stats import Stats, merge
+
+SUCCESS = "_SUCCESS"
+
+
+@dataclass
+class Receipt:
+    """One part written to staging: small, so it is all that travels back from a worker."""
+
+    chunk: int | None
+    file: str  # name relative to the output
+    rows: int
+    bytes: int
+    schema: list[list[str]]
+    stats: Stats = field(default_factory=dict)
+    source: str = ""
+    frame: Any = field(default=None, repr=False)  # the part itself, for in-memory sinks only
+
+
+@dataclass
+class Manifest:
+    """The committed output: its files, row counts and schema."""
+
+    path: str
+    run_id: str
+    files: list[dict[str, Any]]
+    rows: int
+    schema: list[list[str]]
+    mode: str
+    stats: Stats = field(default_factory=dict, repr=False)
+    value: Any = field(default=None, repr=False)  # the result frame, for in-memory sinks
+    seconds: float = 0.0
+
+    @classmethod
+    def from_receipts(cls, path: str, run_id: str, mode: str, receipts: list[Receipt]) -> "Manifest":
+        ordered = sorted(receipts, key=lambda r: (r.chunk is None, r.chunk or 0))
+        schema = next((r.schema for r in ordered if r.rows), ordered[0].schema if ordered else [])
+        files = [{"file": r.file, "rows": r.rows, "bytes": r.bytes, "chunk": r.chunk, "source": r.source} for r in ordered]
+        return cls(path, run_id, files, sum(r.rows for r in ordered), schema, mode, merge(r.stats for r in ordered))
+
+    def to_json(self) -> str:
+        body = {k: v for k, v in asdict(self).items() if k not in ("stats", "value", "seconds")}
+        return json.dumps(body, indent=2, default=str)
+
+    @classmethod
+    def read(cls, path: str) -> "Manifest":
+        """Load a committed manifest: `path` is an output directory or a single output file."""
+        marker = os.path.join(path, SUCCESS) if os.path.isdir(path) else sidecar(path)
+        with open(marker) as fh:
+            return cls(**json.load(fh))
+
+
+def sidecar(file_path: str) -> str:
+    """Where a single-file output keeps its manifest: `<name>._SUCCESS` beside it."""
+    return f"{file_path}.{SUCCESS}"
+
+
+def write_json_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

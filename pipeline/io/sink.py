@@ -1,0 +1,183 @@
+"""Sinks: each worker writes its part into a staging folder; one commit makes them all visible at once.
+
+    worker:  df ──write_part──▶ <parent>/.<name>.staging-<run>/part-00007.parquet   (temp file + rename)
+    commit:  receipts ──▶ manifest in staging ──▶ rename staging onto the output ──▶ done
+
+A retried task rewrites the same deterministic part name, so retries cannot duplicate output. Until the
+commit nothing is visible at the destination; `overwrite` moves the old output aside only after the new
+one is complete, and removes it after the rename. A failed run removes its staging folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import ConfigError, SinkError
+from pipeline.io.manifest import SUCCESS, Manifest, Receipt, sidecar, write_json_atomically
+from pipeline.stats import Stats
+
+MODES = ("error", "overwrite", "append")
+FORMATS = ("parquet", "csv")
+
+
+class Sink(Protocol):
+    """Staged writes, atomic commit. `for_run` is called on the driver before any task is made."""
+
+    path: str
+
+    def for_run(self, run_id: str, single: bool) -> "Sink": ...
+
+    def write_part(self, df: pd.DataFrame, chunk: int | None, stats: Stats, source: str) -> Receipt: ...
+
+    def commit(self, receipts: list[Receipt]) -> Manifest: ...
+
+    def abort(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _FileOutput:
+    """What directory and single-file sinks share: mode checks, staging folder, part writing."""
+
+    path: str
+    mode: str = "error"
+    format: str = "parquet"
+    run_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"sink.mode: expected one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.format not in FORMATS:
+            raise ConfigError(f"sink.format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
+        object.__setattr__(self, "path", os.path.abspath(self.path))
+
+    @property
+    def staging(self) -> str:
+        folder, name = os.path.split(self.path)
+        return os.path.join(folder, f".{name}.staging-{self.run_id}")
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _check_destination(self) -> None:
+        if self.mode == "error" and _non_empty(self.path):
+            raise SinkError(f"output {self.path} already exists (sink.mode = 'error'); use 'overwrite' or 'append'")
+
+    def _write(self, df: pd.DataFrame, name: str, chunk: int | None, stats: Stats, source: str) -> Receipt:
+        """Write one file into staging under a temp name, then rename: a part is whole or absent."""
+        target = os.path.join(self.staging, name)
+        tmp = f"{target}.tmp-{os.getpid()}"
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if self.format == "parquet":
+            pq.write_table(table, tmp)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, target)
+        schema = [[f.name, str(f.type)] for f in table.schema]
+        return Receipt(chunk, name, len(df), os.path.getsize(target), schema, stats, source)
+
+
+@dataclass(frozen=True)
+class DirectorySink(_FileOutput):
+    """A directory of `part-NNNNN.<format>` files, one per chunk, and a `_SUCCESS` manifest."""
+
+    def for_run(self, run_id: str, single: bool = False) -> "DirectorySink":
+        sink = replace(self, run_id=run_id)
+        if os.path.isfile(self.path):
+            raise SinkError(f"output {self.path} is a file; a per-chunk pipeline writes a directory")
+        sink._check_destination()
+        os.makedirs(sink.staging)
+        return sink
+
+    def part_name(self, chunk: int | None) -> str:
+        prefix = f"part-{self.run_id}-" if self.mode == "append" else "part-"
+        return f"{prefix}{chunk or 0:05d}.{self.format}"
+
+    def write_part(self, df: pd.DataFrame, chunk: int | None, stats: Stats, source: str) -> Receipt:
+        return self._write(df, self.part_name(chunk), chunk, stats, source)
+
+    def commit(self, receipts: list[Receipt]) -> Manifest:
+        if self.mode == "append" and os.path.isdir(self.path):
+            return self._append(receipts)
+        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts)
+        write_json_atomically(os.path.join(self.staging, SUCCESS), manifest.to_json())
+        self._check_destination()
+        _swap_in(self.staging, self.path, self.run_id)
+        return manifest
+
+    def _append(self, receipts: list[Receipt]) -> Manifest:
+        """Move the new parts in (names unique to this run), then rewrite the manifest to list old and new."""
+        previous = Manifest.read(self.path).files if os.path.exists(os.path.join(self.path, SUCCESS)) else []
+        for receipt in receipts:
+            os.replace(os.path.join(self.staging, receipt.file), os.path.join(self.path, receipt.file))
+        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts)
+        manifest.files = previous + manifest.files
+        manifest.rows = sum(f["rows"] for f in manifest.files)
+        write_json_atomically(os.path.join(self.path, SUCCESS), manifest.to_json())
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return manifest
+
+
+@dataclass(frozen=True)
+class FileSink(_FileOutput):
+    """One output file (the result of a reduction), with its manifest in `<name>._SUCCESS` beside it."""
+
+    def for_run(self, run_id: str, single: bool = True) -> "FileSink":
+        if not single:
+            raise ConfigError(
+                f"sink.path: {self.path} names one file, but this pipeline writes one part per chunk; "
+                "give a directory, or end the pipeline in an aggregate"
+            )
+        if self.mode == "append":
+            raise ConfigError("sink.mode: 'append' needs a directory output; a single file can only be replaced")
+        if os.path.isdir(self.path):
+            raise SinkError(f"output {self.path} is a directory; expected a file path")
+        sink = replace(self, run_id=run_id)
+        sink._check_destination()
+        os.makedirs(sink.staging)
+        return sink
+
+    def write_part(self, df: pd.DataFrame, chunk: int | None, stats: Stats, source: str) -> Receipt:
+        return self._write(df, os.path.basename(self.path), chunk, stats, source)
+
+    def commit(self, receipts: list[Receipt]) -> Manifest:
+        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts)
+        self._check_destination()
+        os.replace(os.path.join(self.staging, os.path.basename(self.path)), self.path)
+        write_json_atomically(sidecar(self.path), manifest.to_json())
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return manifest
+
+
+def sink_for(path: str, mode: str = "error", format: str | None = None) -> DirectorySink | FileSink:
+    """A `.parquet`/`.csv` path is one file; anything else is a directory of parts."""
+    suffix = os.path.splitext(path.rstrip("/"))[1].lower().lstrip(".")
+    if suffix in FORMATS:
+        return FileSink(path, mode, format or suffix)
+    return DirectorySink(path, mode, format or "parquet")
+
+
+def _non_empty(path: str) -> bool:
+    return os.path.isfile(path) or (os.path.isdir(path) and bool(os.listdir(path)))
+
+
+def _swap_in(staging: str, path: str, run_id: str) -> None:
+    """Rename the finished staging folder onto `path`; an old output is moved aside first, removed after."""
+    old = None
+    if os.path.exists(path):
+        if os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+        else:
+            folder, name = os.path.split(path)
+            old = os.path.join(folder, f".{name}.old-{run_id}")
+            os.replace(path, old)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    os.replace(staging, path)
+    if old:
+        shutil.rmtree(old, ignore_errors=True) if os.path.isdir(old) else os.remove(old)

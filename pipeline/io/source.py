@@ -1,0 +1,178 @@
+"""Sources: list the chunks of a table on the driver, read one chunk inside a worker.
+
+A chunk is plain data (file path, row-group ids, partition expression), so listing happens once and each
+worker reads its own bytes straight from storage: no table passes through the driver. Parquet chunks are
+runs of consecutive row groups of one file up to `chunk_rows`; CSV chunks are whole files. Projection and
+row filters are pushed down to pyarrow, and row groups whose statistics rule the filter out are skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.errors import ConfigError, InputError
+
+DEFAULT_CHUNK_ROWS = 1_000_000
+FORMATS = ("parquet", "csv")
+_LOCAL = pafs.LocalFileSystem()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One unit of parallel work: which bytes to read. `data` is set only by in-memory sources."""
+
+    index: int
+    path: str
+    row_groups: tuple[int, ...] | None = None
+    rows: int | None = None
+    partition: Any = None  # pyarrow Expression for hive partition values
+    data: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """Where the chunk comes from, for messages."""
+        if self.row_groups is None or len(self.row_groups) == 0:
+            return self.path
+        first, last = self.row_groups[0], self.row_groups[-1]
+        return f"{self.path} (row groups {first}-{last})" if last != first else f"{self.path} (row group {first})"
+
+
+class Source(Protocol):
+    """Lists chunks (driver) and reads one (worker)."""
+
+    columns: Sequence[str] | None
+
+    def discover(self) -> tuple["Source", list[Chunk]]:
+        """The chunks, and this source with whatever workers need to read them alike (e.g. the schema)."""
+        ...
+
+    def read(self, chunk: Chunk) -> pd.DataFrame: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Parquet or CSV: a file, a directory (hive-partitioned too) or a glob."""
+
+    path: str
+    format: str | None = None
+    columns: Sequence[str] | None = None
+    filters: Any = None  # pyarrow DNF list or Expression
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    schema: pa.Schema | None = None  # fixed by discover(): the schema every worker reads with
+
+    def __post_init__(self) -> None:
+        fmt = self.format or _format_of(self.path)
+        if fmt not in FORMATS:
+            raise ConfigError(f"source.format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+        object.__setattr__(self, "format", fmt)
+        if self.columns is not None:
+            object.__setattr__(self, "columns", tuple(self.columns))
+
+    def describe(self) -> str:
+        return f"{self.format} {self.path}"
+
+    @property
+    def expression(self) -> ds.Expression | None:
+        if self.filters is None or isinstance(self.filters, ds.Expression):
+            return self.filters
+        return pq.filters_to_expression(self.filters)
+
+    def dataset(self) -> ds.Dataset:
+        """The pyarrow dataset over every input file, hive partitions discovered."""
+        files = self._files()
+        base = self.path if os.path.isdir(self.path) else None
+        try:
+            return ds.dataset(files, format=self.format, partitioning="hive", partition_base_dir=base)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(_bad_file(exc, files), str(exc)) from None
+
+    def discover(self) -> tuple["FileSource", list[Chunk]]:
+        """List the chunks and fix the dataset schema, so every worker reads its chunk with the same columns."""
+        dataset = self.dataset()
+        chunks: list[Chunk] = []
+        for fragment in dataset.get_fragments(filter=self.expression):
+            for row_groups, rows in self._split(fragment):
+                chunks.append(Chunk(len(chunks), fragment.path, row_groups, rows, fragment.partition_expression))
+        return replace(self, schema=dataset.schema), chunks
+
+    def read(self, chunk: Chunk) -> pd.DataFrame:
+        try:
+            if self.format == "parquet":
+                fragment = ds.ParquetFileFormat().make_fragment(
+                    chunk.path, _LOCAL, partition_expression=chunk.partition, row_groups=chunk.row_groups
+                )
+            else:
+                fragment = ds.CsvFileFormat().make_fragment(chunk.path, _LOCAL)
+            table = fragment.to_table(schema=self.schema, columns=self._columns(), filter=self.expression)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(chunk.label, str(exc)) from None
+        return table.to_pandas()
+
+    def _columns(self) -> list[str] | None:
+        return list(self.columns) if self.columns is not None else None
+
+    def _files(self) -> list[str]:
+        if any(ch in self.path for ch in "*?["):
+            files = sorted(glob.glob(self.path, recursive=True))
+        elif os.path.isdir(self.path):
+            files = sorted(_walk(self.path))
+        elif os.path.exists(self.path):
+            files = [self.path]
+        else:
+            raise ConfigError(f"source.path: no such file or directory: {self.path}")
+        if not files:
+            raise ConfigError(f"source.path: no input files match {self.path}")
+        return files
+
+    def _split(self, fragment: ds.Fragment) -> list[tuple[tuple[int, ...] | None, int | None]]:
+        """Group consecutive row groups of one file into chunks of about `chunk_rows` rows."""
+        if self.format != "parquet":
+            return [(None, None)]
+        try:
+            if self.expression is not None:
+                fragment = fragment.subset(filter=self.expression)
+            groups = [(rg.id, rg.num_rows) for rg in fragment.row_groups]
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(fragment.path, str(exc)) from None
+        runs: list[tuple[tuple[int, ...] | None, int | None]] = []
+        ids: list[int] = []
+        rows = 0
+        for group_id, group_rows in groups:
+            if ids and rows + group_rows > self.chunk_rows:
+                runs.append((tuple(ids), rows))
+                ids, rows = [], 0
+            ids.append(group_id)
+            rows += group_rows
+        if ids:
+            runs.append((tuple(ids), rows))
+        return runs
+
+
+def _walk(root: str) -> list[str]:
+    """Data files below `root`, skipping hidden and underscore files (`_SUCCESS`, `.staging`)."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        found += [os.path.join(folder, f) for f in files if not f.startswith((".", "_"))]
+    return found
+
+
+def _format_of(path: str) -> str:
+    return "csv" if path.rstrip("/").lower().endswith((".csv", ".csv.gz")) else "parquet"
+
+
+def _bad_file(exc: Exception, files: list[str]) -> str:
+    message = str(exc)
+    return next((f for f in files if f in message), files[0] if len(files) == 1 else ", ".join(files[:3]))

@@ -1,0 +1,115 @@
+"""Compile a pipeline over N chunks into a plan: plain, picklable, engine-independent data.
+
+A plan maps task keys to tasks (a function, and arguments among which `Ref(key)` stands for another
+task's result). For a pipeline `clean → transform → aggregate → round` over 4 chunks, fan-in 2:
+
+    chunk-00000 ─┐                                     read+clean+transform+partial, one task per chunk
+    chunk-00001 ─┴─ combine-1-00000 ─┐
+    chunk-00002 ─┐                   ├─ combine-2-00000 ── finalize ── commit
+    chunk-00003 ─┴─ combine-1-00001 ─┘                     aggregate+round+write, then one atomic commit
+
+Without a reduction, each chunk task writes its part and the commit depends on all of them.
+Consecutive per-chunk stages always fuse into the chunk task: data never crosses a task boundary.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import tasks
+from pipeline.io.sink import Sink
+from pipeline.io.source import Chunk, Source
+from pipeline.stage import Stage
+
+DEFAULT_FAN_IN = 8
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An argument that is the result of another task."""
+
+    key: str
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    key: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    label: str  # what the task does, e.g. "read+clean+transform+write"
+    chunk: int | None = None
+
+    @property
+    def deps(self) -> list[str]:
+        return [a.key for a in self.args if isinstance(a, Ref)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Tasks in a valid execution order (dependencies first); `output` is the key of the final task."""
+
+    tasks: dict[str, Task]
+    output: str
+    stages: tuple[Stage, ...] = field(default=())
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks.values())
+
+    def describe(self) -> str:
+        """A readable summary: tasks per kind (each a fused chain), then the reduction tree."""
+        lines = [f"{len(self.tasks)} tasks"]
+        for label, count in Counter(t.label for t in self).items():
+            lines.append(f"  {count:>6} × {label}")
+        if "finalize" in self.tasks:
+            chunks = sum(1 for key in self.tasks if key.startswith("chunk-"))
+            levels = Counter(int(key.split("-")[1]) for key in self.tasks if key.startswith("combine-"))
+            steps = [f"{chunks} partials", *(f"{levels[level]} combines" for level in sorted(levels)), "finalize"]
+            lines.append("reduction tree: " + " → ".join(steps))
+        return "\n".join(lines)
+
+
+def split(stages: tuple[Stage, ...]) -> tuple[tuple[Stage, ...], Stage | None, tuple[Stage, ...]]:
+    """(per-chunk stages before the first reduction, the reduction, stages after it)."""
+    for i, stage in enumerate(stages):
+        if stage.is_reduction:
+            return stages[:i], stage, stages[i + 1 :]
+    return stages, None, ()
+
+
+def compile_plan(
+    stages: tuple[Stage, ...], source: Source, chunks: list[Chunk], sink: Sink, fan_in: int = DEFAULT_FAN_IN
+) -> Plan:
+    """Build the task graph; `source` and `sink` must already be prepared (discovered, staged)."""
+    before, reducer, after = split(stages)
+    names = "+".join(s.name for s in before)
+    chain = f"read+{names}" if names else "read"
+    graph: dict[str, Task] = {}
+    if reducer is None:
+        for chunk in chunks:
+            key = f"chunk-{chunk.index:05d}"
+            graph[key] = Task(key, tasks.write_chunk, (source, chunk, before, sink), f"{chain}+write", chunk.index)
+    else:
+        for chunk in chunks:
+            key = f"chunk-{chunk.index:05d}"
+            label = f"{chain}+{reducer.name}:partial"
+            graph[key] = Task(key, tasks.partial_chunk, (source, chunk, before, reducer), label, chunk.index)
+        level, layer = 1, list(graph)
+        while len(layer) > 1:
+            next_layer = []
+            for j in range(0, len(layer), fan_in):
+                key = f"combine-{level}-{j // fan_in:05d}"
+                refs = tuple(Ref(k) for k in layer[j : j + fan_in])
+                graph[key] = Task(key, tasks.combine, (reducer, *refs), f"{reducer.name}:combine")
+                next_layer.append(key)
+            level, layer = level + 1, next_layer
+        tail = "+".join([f"{reducer.name}:finalize", *(s.name for s in after), "write"])
+        graph["finalize"] = Task("finalize", tasks.finalize, (reducer, after, sink, Ref(layer[0])), tail)
+    receipts = tuple(Ref(k) for k in graph if k.startswith("chunk-")) if reducer is None else (Ref("finalize"),)
+    graph["commit"] = Task("commit", tasks.commit, (sink, *receipts), "commit")
+    return Plan(graph, "commit", stages)

@@ -1,0 +1,55 @@
+"""Run a pipeline: discover chunks, stage the sink, compile, hand the plan to an engine, commit.
+
+    source.discover() ─▶ sink.for_run() ─▶ compile_plan() ─▶ engine.run(plan) ─▶ manifest
+                                                                   │ failure
+                                                                   ▼
+                                                             sink.abort(): staging removed,
+                                                             destination untouched
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from pipeline.engines import Engine, get_engine
+from pipeline.io import Manifest, Sink, Source
+from pipeline.plan import Plan, compile_plan, split
+
+if TYPE_CHECKING:
+    from pipeline.pipeline import Pipeline
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a random suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def execute(
+    pipeline: "Pipeline",
+    source: Source,
+    sink: Sink,
+    engine: str | Engine,
+    workers: int | None = None,
+    on_progress: Callable[[Plan], Callable] | None = None,
+) -> Manifest:
+    started = time.perf_counter()
+    source, chunks = source.discover()
+    single = split(pipeline.stages)[1] is not None
+    staged = sink.for_run(new_run_id(), single)
+    try:
+        plan = compile_plan(pipeline.stages, source, chunks, staged)
+        on_done = on_progress(plan) if on_progress else None
+        if isinstance(engine, str):
+            with get_engine(engine, workers=workers) as owned:
+                manifest = owned.run(plan, on_done)
+        else:
+            manifest = engine.run(plan, on_done)
+    except BaseException:
+        staged.abort()
+        raise
+    manifest.seconds = time.perf_counter() - started
+    return manifest
