@@ -20,6 +20,7 @@ from typing import Any
 
 import cloudpickle
 
+from pipeline.engines._payload import call_packed
 from pipeline.engines._schedule import InlineExecutor, run_plan
 from pipeline.errors import PipelineError
 from pipeline.plan import Plan, Task
@@ -76,11 +77,6 @@ class ThreadsEngine(_LocalEngine):
         return ThreadPoolExecutor(self.workers, thread_name_prefix="pipeline")
 
 
-def _call_pickled(payload: bytes) -> Any:
-    fn, args = cloudpickle.loads(payload)
-    return fn(*args)
-
-
 @contextlib.contextmanager
 def _main_hidden() -> Iterator[None]:
     """Hide `__main__`'s origin while a worker is launched, so the worker does not re-run the user's script
@@ -126,7 +122,7 @@ class ProcessesEngine(_LocalEngine):
         return ProcessPoolExecutor(self.workers, mp_context=context)
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        return super()._submit(_call_pickled, cloudpickle.dumps((fn, args)))
+        return super()._submit(call_packed, cloudpickle.dumps((fn, args)))
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
         try:

@@ -1,0 +1,101 @@
+"""The `pipeline` command: run, plan and validate a TOML config.
+
+Exit codes: 0 success, 1 the run failed (stage, chunk and input named), 2 bad config or usage,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from pipeline import config as config_module
+from pipeline.engines import get_engine
+from pipeline.errors import PipelineError
+from pipeline.progress import progress_bar, summary
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline", description="Run chunked pandas pipelines on any engine.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "run the pipeline and commit its output"),
+        ("plan", "print the task graph without running"),
+        ("validate", "check the config, its stages and its paths"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("config", help="path to the TOML config")
+        sub.add_argument(
+            "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+            help="override a config value, e.g. engine.workers=4 or stages.0.params.threshold=30",
+        )
+        sub.add_argument("--engine", help="engine name (overrides [engine] name)")
+        sub.add_argument("--workers", type=int, help="number of workers (overrides [engine] workers)")
+        sub.add_argument("--address", help="cluster address for the dask or ray engine")
+        sub.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(stderr=True)
+    overrides = list(args.overrides)
+    for key in ("engine", "workers", "address"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"engine.{'name' if key == 'engine' else key}={value}")
+    try:
+        job = config_module.load(args.config, [_quoted(o) for o in overrides])
+        return _COMMANDS[args.command](job, args, console)
+    except PipelineError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]: nothing was committed")
+        return 130
+
+
+def _quoted(override: str) -> str:
+    """CLI flags are plain strings; numbers stay numbers."""
+    key, _, value = override.partition("=")
+    if key in ("engine.name", "engine.address") and not value.startswith('"'):
+        return f'{key}="{value}"'
+    return override
+
+
+def _run(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
+    engine_config = job.config.engine
+    quiet = args.quiet
+    with get_engine(engine_config.name, **engine_config.options()) as engine:
+        if quiet:
+            manifest = job.pipeline.run(job.source, job.sink, engine)
+        else:
+            with progress_bar(console, f"{job.path.name} on {engine_config.name}") as on_progress:
+                manifest = job.pipeline.run(job.source, job.sink, engine, on_progress=on_progress)
+    if not quiet:
+        Console().print(summary(manifest))
+    return 0
+
+
+def _plan(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
+    plan = job.pipeline.plan(job.source)
+    print(f"{job.path}: {job.source.describe()} → {job.config.sink.path}")
+    print(plan.describe())
+    return 0
+
+
+def _validate(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
+    source, chunks = job.source.discover()
+    stages = ", ".join(s.name for s in job.pipeline.stages)
+    print(f"{job.path}: ok — {len(chunks)} chunks from {source.describe()}; stages: {stages}")
+    return 0
+
+
+_COMMANDS = {"run": _run, "plan": _plan, "validate": _validate}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""TOML config → validated objects → (Pipeline, Source, Sink, engine options).
+
+Paths in the config are relative to the config file, and a module next to the config file can be named
+in `uses`, so a config runs the same from any working directory. Every mistake becomes one ConfigError
+naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cloudpickle
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from pipeline.engines import ENGINES
+from pipeline.errors import ConfigError
+from pipeline.io import FileSource, sink_for
+from pipeline.io.source import DEFAULT_CHUNK_ROWS
+from pipeline.pipeline import Pipeline
+from pipeline.stage import Stage
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class SourceConfig(_Section):
+    path: str
+    format: Literal["parquet", "csv"] | None = None
+    columns: list[str] | None = None
+    filters: list[tuple[str, str, Any]] | None = None
+    chunk_rows: PositiveInt = DEFAULT_CHUNK_ROWS
+
+
+class StageConfig(_Section):
+    name: str
+    uses: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    params: dict[str, Any] = {}
+
+
+class SinkConfig(_Section):
+    path: str
+    mode: Literal["error", "overwrite", "append"] = "error"
+    format: Literal["parquet", "csv"] | None = None
+
+
+class SecurityConfig(_Section):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    require_encryption: bool = True
+
+
+class EngineConfig(_Section):
+    name: str = "processes"
+    workers: PositiveInt | None = None
+    address: str | None = None
+    backend: str | None = None
+    retries: int = Field(default=0, ge=0)
+    security: SecurityConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in ENGINES:
+            raise ValueError(f"unknown engine {name!r}; expected one of {', '.join(ENGINES)}")
+        return name
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for the engine: only what was set."""
+        return self.model_dump(exclude={"name"}, exclude_none=True, exclude_defaults=True)
+
+
+class Config(_Section):
+    source: SourceConfig
+    stages: list[StageConfig] = Field(min_length=1)
+    sink: SinkConfig
+    engine: EngineConfig = EngineConfig()
+
+
+@dataclass(frozen=True)
+class Job:
+    """A loaded config, ready to run."""
+
+    path: Path
+    config: Config
+    pipeline: Pipeline
+    source: FileSource
+
+    @property
+    def sink(self):
+        return sink_for(self.config.sink.path, self.config.sink.mode, self.config.sink.format)
+
+
+def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
+    """Read, override (`section.key=value`), validate and build a config."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for override in overrides:
+        _apply_override(raw, override, path)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+    base = path.resolve().parent
+    config = _resolve_paths(config, base)
+    try:
+        pipeline = Pipeline(_build_stage(i, s, base) for i, s in enumerate(config.stages))
+        source = FileSource(
+            config.source.path, config.source.format, config.source.columns, config.source.filters,
+            config.source.chunk_rows,
+        )
+        sink_for(config.sink.path, config.sink.mode, config.sink.format)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return Job(path, config, pipeline, source)
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    def resolve(p: str) -> str:
+        return p if os.path.isabs(p) or "://" in p else str(base / p)
+
+    config.source.path = resolve(config.source.path)
+    config.sink.path = resolve(config.sink.path)
+    return config
+
+
+def _build_stage(index: int, spec: StageConfig, base: Path) -> Stage:
+    module_name, _, attr = spec.uses.partition(":")
+    key = f"stages[{index}].uses"
+    module = import_user_module(module_name, base, key)
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(f"{key}: module {module_name!r} has no function {attr!r}")
+    stage = Stage(fn, spec.name, spec.params, spec.uses)
+    try:
+        stage.check_params()
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"stages[{index}].params (stage '{spec.name}'): {exc}") from None
+    return stage
+
+
+def import_user_module(name: str, base: Path, key: str) -> Any:
+    """Import `name`, looking first next to the config. A module found there is registered to travel by
+    value with each task, so workers and clusters that cannot import it still run it."""
+    top = name.split(".")[0]
+    local = (base / f"{top}.py").exists() or (base / top / "__init__.py").exists()
+    if local:
+        sys.path.insert(0, str(base))
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        raise ConfigError(f"{key}: cannot import module {name!r}: {exc}") from None
+    except Exception as exc:  # the user's module raised while importing
+        raise ConfigError(f"{key}: importing {name!r} raised {type(exc).__name__}: {exc}") from None
+    finally:
+        if local:
+            sys.path.remove(str(base))
+    if local:
+        cloudpickle.register_pickle_by_value(sys.modules[top])
+    return module
+
+
+def _apply_override(raw: dict, override: str, path: Path) -> None:
+    """`engine.workers=4`, `stages.0.params.threshold=30`: the value is read as TOML, else as a string."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {override!r}: expected section.key=value")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} has no item {part!r}")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:i])} is not a table")
+        if last:
+            node[part] = value
+        else:
+            if isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                node = node[part]
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first problem, as `key: what was expected`."""
+    error = exc.errors()[0]
+    key = _key(error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent = error["loc"][:-1]
+        allowed = _allowed(parent)
+        return f"{key}: unknown key" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
+    if error["type"] == "missing":
+        return f"{key}: required key is missing"
+    if error["type"] == "string_pattern_mismatch":
+        return f"{key}: expected 'module:function', got {error['input']!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {message} (got {error['input']!r})"
+
+
+def _key(loc: tuple) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        elif part not in ("tuple", "list") and not str(part).startswith(("function-", "literal")):
+            key += ("." if key else "") + str(part)
+    return key or "(top level)"
+
+
+def _allowed(loc: tuple) -> list[str]:
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        model = next((t for t in getattr(annotation, "__args__", (annotation,)) if isinstance(t, type)), None)
+        if hasattr(annotation, "__args__") and getattr(annotation, "__origin__", None) is list:
+            model = annotation.__args__[0]
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)

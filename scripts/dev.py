@@ -1,0 +1,59 @@
+"""Set up the project's environment and run the main job or the tests — the README's two commands.
+
+    python3 scripts/dev.py flights   # .venv + install + NYC flights data + `pipeline run configs/flights.toml`
+    python3 scripts/dev.py test      # .venv + install with every engine + pytest
+
+Creates `.venv` beside the project if missing and reinstalls only when pyproject.toml changes.
+Extra arguments go to the command that runs (`pipeline run` or `pytest`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+EXTRAS = {"flights": "examples", "test": "dev,dask,ray,joblib"}
+
+
+def ensure_env(extras: str) -> None:
+    """Create the venv and install the project (editable) with `extras`, unless already done."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python 3.11+ is needed; this is {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / f".installed-{extras.replace(',', '-')}"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    print(f"installing the project with [{extras}] into {VENV}", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)
+    stamp.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in EXTRAS:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    ensure_env(EXTRAS[command])
+    python = str(BIN / "python")
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    if command == "flights":
+        subprocess.run([python, str(ROOT / "scripts" / "prepare_flights.py")], check=True, env=env)
+        run = [str(BIN / "pipeline"), "run", str(ROOT / "configs" / "flights.toml"), *rest]
+        return subprocess.run(run, env=env).returncode
+    return subprocess.run([python, "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
