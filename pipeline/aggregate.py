@@ -89,7 +89,7 @@ class GroupAggregate:
         distinct: dict[str, pd.DataFrame] = {}
         for column, fn in self.aggs.values():
             if fn == "nunique":
-                pairs = df[[*self.by, column]].dropna()
+                pairs = df[list(dict.fromkeys([*self.by, column]))].dropna()
                 distinct[column] = pairs.drop_duplicates()
                 continue
             for kind in STATES[fn]:

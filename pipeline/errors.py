@@ -6,6 +6,7 @@ They travel between processes and cluster workers, so every field is a plain str
 
 from __future__ import annotations
 
+import linecache
 import os
 import traceback
 
@@ -40,29 +41,54 @@ class SinkError(PipelineError):
     """The destination refuses the output (exists in `error` mode, inside the input, ...)."""
 
 
+Frame = tuple[str, int, str]  # file, line number, function
+
+
 class StageError(PipelineError):
     """A user's stage raised: names the stage, the chunk, its input file and the user's own traceback."""
 
-    def __init__(self, stage: str, chunk: int | None, source: str, error: str, user_traceback: str) -> None:
+    def __init__(self, stage: str, chunk: int | None, source: str, error: str, frames: list[Frame]) -> None:
         where = f"stage '{stage}' failed"
         if chunk is not None:
             where += f" on chunk {chunk}"
         if source:
             where += f" (input {source})"
-        message = f"{where}: {error}"
-        if user_traceback:
-            message += "\n" + user_traceback.rstrip()
-        super().__init__(message)
-        self.stage, self.chunk, self.source = stage, chunk, source
-        self.error, self.user_traceback = error, user_traceback
+        super().__init__(f"{where}: {error}" + ("\n" + _format(frames) if frames else ""))
+        self.stage, self.chunk, self.source, self.error, self.frames = stage, chunk, source, error, frames
+
+    @property
+    def user_traceback(self) -> str:
+        return _format(self.frames)
 
     def __reduce__(self):
-        return (type(self), (self.stage, self.chunk, self.source, self.error, self.user_traceback))
+        return (type(self), (self.stage, self.chunk, self.source, self.error, self.frames))
 
     @classmethod
     def from_exception(cls, exc: BaseException, stage: str, chunk: int | None, source: str) -> "StageError":
         """Wrap `exc`, keeping only the traceback frames of the user's code (not the framework's)."""
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_FRAMEWORK_DIR)]
-        lines = "".join(traceback.format_list(frames))
         error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        return cls(stage, chunk, source, error, lines)
+        return cls(stage, chunk, source, error, _user_frames(exc))
+
+
+def _user_frames(exc: BaseException) -> list[Frame]:
+    """Frames outside the framework. Code shipped by value (cloudpickle) has lost its file name; the
+    module's `__file__`, which travels with its globals, restores it."""
+    frames = []
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        if filename.startswith("<") and "__file__" in frame.f_globals:
+            filename = frame.f_globals["__file__"]
+        if not filename.startswith(_FRAMEWORK_DIR):
+            frames.append((filename, line, frame.f_code.co_name))
+    return frames
+
+
+def _format(frames: list[Frame]) -> str:
+    """Like a traceback; source lines are looked up where the message is shown (the user's machine)."""
+    lines = []
+    for filename, number, name in frames:
+        lines.append(f'  File "{filename}", line {number}, in {name}')
+        code = linecache.getline(filename, number).strip()
+        if code:
+            lines.append(f"    {code}")
+    return "\n".join(lines)

@@ -78,7 +78,7 @@ def combine(reducer: Stage, *parts: Partial) -> Partial:
     try:
         value = reducer.reduction().combine([p.value for p in parts])
     except Exception as exc:
-        raise StageError.from_exception(exc, reducer.name, None, "combining partial results") from None
+        raise StageError.from_exception(exc, reducer.name, None, "") from None
     return Partial(value, merge(p.stats for p in parts))
 
 
@@ -89,7 +89,7 @@ def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial) 
     try:
         df = reducer.reduction().finalize(part.value)
     except Exception as exc:
-        raise StageError.from_exception(exc, reducer.name, None, "finalising the result") from None
+        raise StageError.from_exception(exc, reducer.name, None, "") from None
     stats[reducer.name].rows_out = len(df)
     stats[reducer.name].seconds += time.perf_counter() - started
     df = _apply(after, df, None, "", stats)

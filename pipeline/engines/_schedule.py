@@ -4,7 +4,8 @@ State: `waiting` (tasks with unfinished dependencies), a ready heap, the futures
 results not yet consumed. A task is submitted once all its dependencies have results; its `Ref`
 arguments are replaced by those results. At most `max_in_flight` tasks run at once, and ready combines
 go before new chunks, so partials are merged as soon as possible and memory stays bounded however many
-chunks there are. A result is dropped as soon as its last dependent has been submitted.
+chunks there are. A result is dropped as soon as its last dependent has been submitted. When a task
+fails, queued tasks are cancelled and running ones awaited before the error propagates.
 """
 
 from __future__ import annotations
@@ -57,8 +58,10 @@ def run_plan(
                     if not waiting[user]:
                         heapq.heappush(ready, (False, order[user], user))
     finally:
+        # On failure, nothing may keep writing after we return: the caller removes the staging folder.
         for future in in_flight:
             future.cancel()
+        wait(in_flight)
     return results[plan.output]
 
 
