@@ -66,7 +66,7 @@ def file_name(index: int, files: int) -> str:
 
 def make_trips(n: int, seed: int, file_index: int, files: int) -> pd.DataFrame:
     """Draw one file's trips; file ``i`` covers the ``i``-th slice of 2024."""
-    rng = np.random.default_rng()
+    rng = np.random.default_rng([seed, file_index])
     window = YEAR_US // files
     base = file_index * window + rng.integers(0, window, n)
     day = base // (86_400 * 1_000_000)
@@ -155,6 +155,8 @@ def generate_taxi(path: str | Path = DEFAULT_OUT, rows: int = 10_000_000, files:
     out = Path(path).resolve()
     params = {"rows": rows, "files": files, "seed": seed,
               "row_group_rows": row_group_rows, "version": GENERATOR_VERSION}
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
     if out.exists() and not force:
         if _cached(out, params):
             return False
