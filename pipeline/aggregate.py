@@ -117,11 +117,12 @@ class GroupAggregate:
         return AggState(pd.DataFrame(out), distinct)
 
     def finalize(self, part: AggState) -> pd.DataFrame:
-        state = self.combine([part]).frame.sort_index()
+        state = self.combine([part]).frame
         result = pd.DataFrame(index=state.index)
         for out, (column, fn) in self.aggs.items():
             result[out] = self._final(state, part.distinct, column, fn)
-        return result.reset_index()
+        # pandas' group order: by each key in turn, categories in category order
+        return result.reset_index().sort_values(list(self.by), ignore_index=True)
 
     def apply(self, df: pd.DataFrame) -> pd.DataFrame:
         """The whole-frame result: one chunk, no tree."""

@@ -131,7 +131,7 @@ def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
 
 def _resolve_paths(config: Config, base: Path) -> Config:
     def resolve(p: str) -> str:
-        return p if os.path.isabs(p) or "://" in p else str(base / p)
+        return p if "://" in p else os.path.normpath(base / p)
 
     config.source.path = resolve(config.source.path)
     config.sink.path = resolve(config.sink.path)

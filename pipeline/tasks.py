@@ -93,7 +93,10 @@ def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial) 
     stats[reducer.name].rows_out = len(df)
     stats[reducer.name].seconds += time.perf_counter() - started
     df = _apply(after, df, None, "", stats)
-    return sink.write_part(df, None, stats, "")
+    started = time.perf_counter()
+    receipt = sink.write_part(df, None, stats, "")
+    stats["write"] = StageCount(len(df), len(df), time.perf_counter() - started, 1)
+    return receipt
 
 
 def commit(sink: Sink, *receipts: Receipt) -> Manifest:

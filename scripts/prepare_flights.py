@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out: Path = args.out.resolve()
 
+    if out.exists() and not out.is_dir():
+        print(f"{out} is not a directory")
+        return 1
     if out.exists() and not args.force:
         rows = existing_rows(out)
         if rows == EXPECTED_ROWS:
