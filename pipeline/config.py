@@ -123,6 +123,7 @@ def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
             config.source.path, config.source.format, config.source.columns, config.source.filters,
             config.source.chunk_rows,
         )
+        source.files()
         sink_for(config.sink.path, config.sink.mode, config.sink.format)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -91,7 +91,7 @@ class FileSource:
 
     def dataset(self) -> ds.Dataset:
         """The pyarrow dataset over every input file, hive partitions discovered."""
-        files = self._files()
+        files = self.files()
         base = self.path if os.path.isdir(self.path) else None
         try:
             return ds.dataset(files, format=self.format, partitioning="hive", partition_base_dir=base)
@@ -123,7 +123,7 @@ class FileSource:
     def _columns(self) -> list[str] | None:
         return list(self.columns) if self.columns is not None else None
 
-    def _files(self) -> list[str]:
+    def files(self) -> list[str]:
         if any(ch in self.path for ch in "*?["):
             files = sorted(glob.glob(self.path, recursive=True))
         elif os.path.isdir(self.path):

@@ -1,0 +1,163 @@
+"""The Ray engine: every task is a Ray task whose dependencies are other tasks' object references, so
+results flow from worker to worker through Ray's object store and never through the driver.
+
+- no address: a private local Ray on 127.0.0.1 (no dashboard, `workers` CPUs), shut down by `close()`;
+- `address="HOST:PORT"` (a head's GCS), `"auto"` (the driver runs on a cluster node) or
+  `"ray://HOST:PORT"` (Ray Client): the driver joins that cluster and `close()` only disconnects;
+- Ray already initialised by the caller (a notebook): used as is and left alone.
+
+A head started with `ray start --head` has token authentication on: the driver then needs
+`RAY_AUTH_MODE=token` in its environment and the cluster's token, which Ray looks for in `RAY_AUTH_TOKEN`,
+then the file named by `RAY_AUTH_TOKEN_PATH`, then `~/.ray/auth_token`. Ray only sends a token to an
+explicit address when told to, so this engine does not guess either; a refused connection says what to set.
+
+Each task returns two objects: a tiny marker the driver waits on and reads (to learn of a failure at once)
+and the real result, which only dependent tasks read. Tasks travel as cloudpickle bytes (`_payload.pack`),
+since Ray's serializer does not honour modules registered by value for nested objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.engines._payload import pack, run_packed
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.plan import Plan, Task
+
+CONNECT_TIMEOUT = 15.0
+OPTIONS = {"retries", "connect_timeout", "log_to_driver"}
+AUTH_HINT = (
+    "; if the cluster uses token authentication (the default for `ray start --head`), set RAY_AUTH_MODE=token "
+    "and give its token in RAY_AUTH_TOKEN, in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token"
+)
+
+
+def _run_marked(payload: bytes, *dep_values: Any) -> tuple[bool, Any]:
+    """Run a packed task; the first return value is a marker the driver can read for next to nothing."""
+    return True, run_packed(payload, *dep_values)
+
+
+class RayEngine:
+    """Runs plans on Ray: a private local instance, or the cluster at `address`."""
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None, **options: Any) -> None:
+        unknown = set(options) - OPTIONS
+        if unknown:
+            raise ConfigError(f"engine: unknown option(s) for the ray engine: {', '.join(sorted(unknown))}")
+        self.workers = workers or os.cpu_count() or 1
+        self.address = address
+        self.retries = int(options.get("retries", 0))
+        self.connect_timeout = float(options.get("connect_timeout", CONNECT_TIMEOUT))
+        self.log_to_driver = bool(options.get("log_to_driver", True))
+        self._owns_ray = False
+        self._remote: Any = None
+
+    def _connect(self) -> Any:
+        """Initialise Ray on first use (local or joined), unless the caller already has; return the task."""
+        if self._remote is not None:
+            return self._remote
+        if self.address is None:
+            # Read by Ray at import: keeps a local instance on the loopback interface. Only for local
+            # Ray, since a driver joining a remote cluster must advertise its real address.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import ray
+
+        if not ray.is_initialized():
+            common = {"logging_level": logging.WARNING, "log_to_driver": self.log_to_driver}
+            if self.address is None:
+                ray.init(num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+            else:
+                self._check_reachable()
+                try:
+                    ray.init(address=self.address, **common)
+                except Exception as exc:  # noqa: BLE001 - Ray raises many types here; all mean "cannot join"
+                    hint = AUTH_HINT if os.environ.get("RAY_AUTH_MODE") != "token" else ""
+                    raise PipelineError(f"cannot join the Ray cluster at {self.address}: {exc}{hint}") from None
+            self._owns_ray = True
+        self._remote = ray.remote(num_returns=2)(_run_marked)
+        return self._remote
+
+    def _check_reachable(self) -> None:
+        """Fail fast on an address nobody listens on (Ray itself retries for about 20 s)."""
+        target = self.address.removeprefix("ray://") if self.address else "auto"
+        if target == "auto" or "://" in target:
+            return
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"engine.address: expected HOST:PORT, auto or ray://HOST:PORT, got {self.address!r}")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=self.connect_timeout).close()
+        except OSError as exc:
+            raise PipelineError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
+
+    def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
+        """Submit every task in plan order (dependencies as object references); fetch only the output."""
+        remote = self._connect()
+        import ray
+
+        results: dict[str, Any] = {}
+        owner: dict[Any, str] = {}
+        for task in plan:
+            marker, result = remote.options(name=task.key, max_retries=self.retries).remote(
+                pack(task), *(results[d] for d in task.deps)
+            )
+            owner[marker] = task.key
+            results[task.key] = result
+        output = results[plan.output]
+        results.clear()  # Ray keeps each result while a submitted task still needs it
+        pending = list(owner)
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                if pending:
+                    more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                    ready += more
+                for marker in ready:
+                    key = owner.pop(marker)
+                    _get(ray, marker, key)
+                    if on_done:
+                        on_done(plan.tasks[key])
+            return _get(ray, output, plan.output)
+        except BaseException:
+            for marker in pending:
+                try:
+                    ray.cancel(marker)
+                except Exception:  # noqa: BLE001 - already finished or gone: nothing to cancel
+                    pass
+            raise
+
+    def close(self) -> None:
+        """Shut down Ray only if this engine initialised it (for a cluster: disconnect, never stop it)."""
+        self._remote = None
+        if self._owns_ray:
+            import ray
+
+            ray.shutdown()
+            self._owns_ray = False
+
+    def __enter__(self) -> "RayEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _get(ray: Any, ref: Any, key: str) -> Any:
+    """`ray.get`, re-raising a task's own exception (same type and message as on every engine)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause: BaseException | None = exc.cause
+        while isinstance(cause, ray.exceptions.RayTaskError):
+            cause = cause.cause
+        if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
+            raise cause from None
+        raise PipelineError(f"Ray could not run task {key}: {exc}") from None
+    except ray.exceptions.RayError as exc:
+        raise PipelineError(f"Ray could not run task {key}: {exc}") from None
