@@ -35,8 +35,10 @@ def ensure_env(extras: str) -> None:
         return
     print(f"installing the project with [{extras}] into {VENV}", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)
+    for args in (["--upgrade", "pip"], ["-e", f"{ROOT}[{extras}]"]):
+        done = subprocess.run([*pip, *args], capture_output=True, text=True)
+        if done.returncode:  # show pip's own account only when it failed
+            sys.exit(f"{done.stdout}{done.stderr}\npip install {' '.join(args)} failed")
     stamp.write_text(digest)
 
 
