@@ -11,10 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline import config as config_module
 from pipeline.engines import get_engine
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.progress import progress_bar, summary
 
 
@@ -51,7 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         job = config_module.load(args.config, [_quoted(o) for o in overrides])
         return _COMMANDS[args.command](job, args, console)
     except PipelineError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        message = str(exc)
+        if isinstance(exc, ConfigError) and not message.startswith((args.config, "--set")):
+            message = f"{args.config}: {message}"  # raised after loading, e.g. by the engine
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]: nothing was committed")

@@ -22,7 +22,7 @@ import cloudpickle
 
 from pipeline.engines._payload import call_packed
 from pipeline.engines._schedule import InlineExecutor, run_plan
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
 IN_FLIGHT_PER_WORKER = 2
@@ -33,7 +33,9 @@ class _LocalEngine:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, **options: Any) -> None:
+        if options:
+            raise ConfigError(f"engine: the {self.name} engine takes no option {', '.join(sorted(options))}")
         self.workers = workers or os.cpu_count() or 1
         self._executor: Executor | None = None
 
@@ -63,8 +65,8 @@ class _LocalEngine:
 class SyncEngine(_LocalEngine):
     name = "sync"
 
-    def __init__(self, workers: int | None = None) -> None:
-        super().__init__(1)
+    def __init__(self, workers: int | None = None, **options: Any) -> None:
+        super().__init__(1, **options)
 
     def _make_executor(self) -> Executor:
         return InlineExecutor()
