@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -110,9 +111,9 @@ class FileSource:
     def read(self, chunk: Chunk) -> pd.DataFrame:
         try:
             if self.format == "parquet":
-                fragment = ds.ParquetFileFormat().make_fragment(
-                    chunk.path, _LOCAL, partition_expression=chunk.partition, row_groups=chunk.row_groups
-                )
+                fragment = _parquet_fragment(chunk.path, chunk.partition)
+                if chunk.row_groups is not None:
+                    fragment = fragment.subset(row_group_ids=list(chunk.row_groups))
             else:
                 fragment = ds.CsvFileFormat().make_fragment(chunk.path, _LOCAL)
             table = fragment.to_table(schema=self.schema, columns=self._columns(), filter=self.expression)
@@ -158,6 +159,29 @@ class FileSource:
         if ids:
             runs.append((tuple(ids), rows))
         return runs
+
+
+_FOOTERS: dict[tuple[str, int, int], ds.ParquetFileFragment] = {}
+_FOOTERS_KEPT = 32
+_FOOTERS_LOCK = threading.Lock()
+
+
+def _parquet_fragment(path: str, partition: Any) -> ds.ParquetFileFragment:
+    """The file's fragment with its footer parsed, kept per worker process: parsing a footer costs about as
+    much as reading a small row group, and a file's chunks all need it. Keyed by size and mtime, so a
+    rewritten file is read afresh by long-lived cluster workers."""
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    with _FOOTERS_LOCK:
+        fragment = _FOOTERS.get(key)
+    if fragment is None:
+        fragment = ds.ParquetFileFormat().make_fragment(path, _LOCAL, partition_expression=partition)
+        fragment.ensure_complete_metadata()
+        with _FOOTERS_LOCK:
+            if len(_FOOTERS) >= _FOOTERS_KEPT:
+                _FOOTERS.pop(next(iter(_FOOTERS)))
+            _FOOTERS[key] = fragment
+    return fragment
 
 
 def _walk(root: str) -> list[str]:
