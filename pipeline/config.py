@@ -136,6 +136,11 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
     config.source.path = resolve(config.source.path)
     config.sink.path = resolve(config.sink.path)
+    security = config.engine.security
+    if security is not None:
+        for field in ("ca_file", "cert_file", "key_file"):
+            if getattr(security, field):
+                setattr(security, field, resolve(getattr(security, field)))
     return config
 
 
