@@ -10,7 +10,7 @@ from pipeline.errors import ConfigError, InputError, PipelineError, SinkError, S
 from pipeline.io import DirectorySink, FileSink, FileSource, Manifest, MemorySink, MemorySource
 from pipeline.pipeline import Pipeline
 from pipeline.reduction import Reduction, reduction
-from pipeline.stage import Stage
+from pipeline.stage import Stage, declare
 
 __all__ = [
     "ConfigError",
@@ -28,6 +28,7 @@ __all__ = [
     "SinkError",
     "Stage",
     "StageError",
+    "declare",
     "get_engine",
     "reduction",
 ]

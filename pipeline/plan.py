@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline import tasks
@@ -82,11 +82,27 @@ def split(stages: tuple[Stage, ...]) -> tuple[tuple[Stage, ...], Stage | None, t
     return stages, None, ()
 
 
+def project(source: Source, stages: tuple[Stage, ...]) -> Source:
+    """Read only the columns the stages declare they read, when that is knowable: the pipeline ends in a
+    reduction (so no column passes through to the output) and every stage before it declares `reads`.
+    Declared columns the source lacks are ones an earlier stage makes."""
+    before, reducer, _ = split(stages)
+    schema = getattr(source, "schema", None)
+    if reducer is None or schema is None or source.columns is not None:
+        return source
+    declared = [stage.reads() for stage in (*before, reducer)]
+    if any(columns is None for columns in declared):
+        return source
+    needed = {column for columns in declared for column in columns}
+    return replace(source, columns=[name for name in schema.names if name in needed])
+
+
 def compile_plan(
     stages: tuple[Stage, ...], source: Source, chunks: list[Chunk], sink: Sink, fan_in: int = DEFAULT_FAN_IN
 ) -> Plan:
     """Build the task graph; `source` and `sink` must already be prepared (discovered, staged)."""
     before, reducer, after = split(stages)
+    source = project(source, stages)
     names = "+".join(s.name for s in before)
     chain = f"read+{names}" if names else "read"
     graph: dict[str, Task] = {}

@@ -8,12 +8,15 @@ computes as per-chunk partials combined in a tree.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - for the doctest
 
+from pipeline.batch import FORMATS, convert, format_of
 from pipeline.reduction import Reduction
 
 
@@ -44,11 +47,24 @@ class Stage:
         """Build the tree-reduction object for this stage's params."""
         return self.fn.reduction(**self.params)
 
-    def apply(self, df: pd.DataFrame) -> pd.DataFrame:
-        """Run the stage on one frame (a chunk, or the whole table for a reduction)."""
-        out = self.fn(df, **self.params)
-        if not isinstance(out, pd.DataFrame):
-            raise TypeError(f"stage returned {type(out).__name__}, expected a pandas DataFrame")
+    @property
+    def batch(self) -> str:
+        """The batch format the function takes and returns (see `declare`)."""
+        return getattr(self.fn, "batch", "pandas")
+
+    def reads(self) -> list[str] | None:
+        """The input columns the stage reads, if declared (`declare(reads=...)`, or the reduction's `columns`)."""
+        if self.is_reduction:
+            return list(getattr(self.reduction(), "columns", None) or []) or None
+        declared = getattr(self.fn, "reads", None)
+        return list(declared(**self.params) if callable(declared) else declared) if declared is not None else None
+
+    def apply(self, batch: Any) -> Any:
+        """Run the stage on one batch (a chunk, or the whole table for a reduction), converting the batch
+        to the stage's format first if needed."""
+        out = self.fn(convert(batch, self.batch), **self.params)
+        if format_of(out) != self.batch:
+            raise TypeError(f"stage returned {format_of(out)}, but declares batch format {self.batch!r}")
         return out
 
     def check_params(self) -> None:
@@ -60,3 +76,25 @@ class Stage:
         signature.bind(None, **self.params)
         if self.is_reduction:
             self.reduction()
+
+
+def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence[str]] | None = None):
+    """Declare how a stage function works: the batch format it takes and returns, and the input columns it
+    reads (a list, or a function of the stage's params). Declared reads let the source read only those
+    columns when the pipeline ends in a reduction.
+
+    >>> @declare(batch="arrow", reads=["fare"])
+    ... def cheap(table): return table.filter(pa.compute.less(table["fare"], 10))
+    >>> cheap.batch, cheap.reads
+    ('arrow', ['fare'])
+    """
+    if batch not in FORMATS:
+        raise ValueError(f"batch must be one of {', '.join(FORMATS)}, got {batch!r}")
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.batch = batch  # type: ignore[attr-defined]
+        if reads is not None:
+            fn.reads = reads if callable(reads) else list(reads)  # type: ignore[attr-defined]
+        return fn
+
+    return mark

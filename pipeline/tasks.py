@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
 
+from pipeline.batch import Batch, convert, rows
 from pipeline.errors import PipelineError, StageError
 from pipeline.io.manifest import Manifest, Receipt
 from pipeline.io.sink import Sink
@@ -29,47 +29,54 @@ class Partial:
     stats: Stats = field(default_factory=dict)
 
 
-def _apply(stages: Sequence[Stage], df: pd.DataFrame, chunk: int | None, source: str, stats: Stats) -> pd.DataFrame:
+def _apply(stages: Sequence[Stage], batch: Batch, chunk: int | None, source: str, stats: Stats) -> Batch:
+    """Run the fused stages in order; each converts the batch only if its format differs."""
     for stage in stages:
         started = time.perf_counter()
-        rows_in = len(df)
+        rows_in = rows(batch)
         try:
-            df = stage.apply(df)
+            batch = stage.apply(batch)
         except PipelineError:
             raise
         except Exception as exc:
             raise StageError.from_exception(exc, stage.name, chunk, source) from None
-        stats[stage.name] = StageCount(rows_in, len(df), time.perf_counter() - started, 1)
-    return df
+        stats[stage.name] = StageCount(rows_in, rows(batch), time.perf_counter() - started, 1)
+    return batch
 
 
-def _read(source: Source, chunk: Chunk, stats: Stats) -> pd.DataFrame:
+def _read(source: Source, chunk: Chunk, stats: Stats) -> Batch:
     started = time.perf_counter()
-    df = source.read(chunk)
-    stats["read"] = StageCount(len(df), len(df), time.perf_counter() - started, 1)
-    return df
+    batch = source.read(chunk)
+    stats["read"] = StageCount(rows(batch), rows(batch), time.perf_counter() - started, 1)
+    return batch
 
 
 def write_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink) -> Receipt:
     """Read one chunk, run the fused per-chunk stages, write the part to staging."""
     stats: Stats = {}
-    df = _apply(stages, _read(source, chunk, stats), chunk.index, chunk.label, stats)
+    batch = _apply(stages, _read(source, chunk, stats), chunk.index, chunk.label, stats)
+    return _write(sink, batch, chunk.index, chunk.label, stats)
+
+
+def _write(sink: Sink, batch: Batch, chunk: int | None, source: str, stats: Stats) -> Receipt:
     started = time.perf_counter()
-    receipt = sink.write_part(df, chunk.index, stats, chunk.label)
-    stats["write"] = StageCount(len(df), len(df), time.perf_counter() - started, 1)
+    stats["write"] = StageCount(rows(batch), rows(batch), 0.0, 1)
+    receipt = sink.write_part(batch, chunk, stats, source)
+    stats["write"].seconds = time.perf_counter() - started
     return receipt
 
 
 def partial_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage) -> Partial:
     """Read one chunk, run the fused per-chunk stages, reduce it to the reducer's partial."""
     stats: Stats = {}
-    df = _apply(stages, _read(source, chunk, stats), chunk.index, chunk.label, stats)
+    batch = _apply(stages, _read(source, chunk, stats), chunk.index, chunk.label, stats)
     started = time.perf_counter()
     try:
-        value = reducer.reduction().partial(df)
+        reduction = reducer.reduction()
+        value = reduction.partial(convert(batch, getattr(reduction, "batch", "pandas")))
     except Exception as exc:
         raise StageError.from_exception(exc, reducer.name, chunk.index, chunk.label) from None
-    stats[reducer.name] = StageCount(len(df), 0, time.perf_counter() - started, 1)
+    stats[reducer.name] = StageCount(rows(batch), 0, time.perf_counter() - started, 1)
     return Partial(value, stats)
 
 
@@ -92,11 +99,8 @@ def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial) 
         raise StageError.from_exception(exc, reducer.name, None, "") from None
     stats[reducer.name].rows_out = len(df)
     stats[reducer.name].seconds += time.perf_counter() - started
-    df = _apply(after, df, None, "", stats)
-    started = time.perf_counter()
-    receipt = sink.write_part(df, None, stats, "")
-    stats["write"] = StageCount(len(df), len(df), time.perf_counter() - started, 1)
-    return receipt
+    batch = _apply(after, df, None, "", stats)
+    return _write(sink, batch, None, "", stats)
 
 
 def commit(sink: Sink, *receipts: Receipt) -> Manifest:

@@ -18,7 +18,7 @@ from stages.analyze import aggregate
 
 def read_all(source: FileSource) -> pd.DataFrame:
     source, chunks = source.discover()
-    return pd.concat([source.read(c) for c in chunks], ignore_index=True)
+    return pd.concat([source.read(c).to_pandas() for c in chunks], ignore_index=True)
 
 
 def test_row_groups_are_grouped_up_to_chunk_rows(dataset: Path):
@@ -51,7 +51,7 @@ def test_hive_partitions_glob_and_csv(tmp_path: Path, table: pd.DataFrame):
         small.iloc[i * 100 : (i + 1) * 100].to_csv(tmp_path / f"part{i}.csv", index=False)
     source, chunks = FileSource(str(tmp_path / "part*.csv")).discover()
     assert source.format == "csv" and len(chunks) == 3
-    got = pd.concat([source.read(c) for c in chunks], ignore_index=True)
+    got = pd.concat([source.read(c).to_pandas() for c in chunks], ignore_index=True)
     assert got["id"].tolist() == small["id"].tolist()
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from pipeline.batch import Batch, convert
 from pipeline.io.manifest import Manifest, Receipt
 from pipeline.io.source import Chunk
 from pipeline.stats import Stats
@@ -48,7 +49,8 @@ class MemorySink:
     def for_run(self, run_id: str, single: bool) -> "MemorySink":
         return MemorySink(self.path, run_id)
 
-    def write_part(self, df: pd.DataFrame, chunk: int | None, stats: Stats, source: str) -> Receipt:
+    def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
+        df = convert(batch, "pandas")
         return Receipt(chunk, "", len(df), 0, [], stats, source, frame=df)
 
     def commit(self, receipts: list[Receipt]) -> Manifest:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-import pandas as pd
-import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipeline.batch import Batch, to_arrow
 from pipeline.errors import ConfigError, SinkError
 from pipeline.io.manifest import SUCCESS, Manifest, Receipt, sidecar, write_json_atomically
 from pipeline.stats import Stats
@@ -34,7 +35,7 @@ class Sink(Protocol):
 
     def for_run(self, run_id: str, single: bool) -> "Sink": ...
 
-    def write_part(self, df: pd.DataFrame, chunk: int | None, stats: Stats, source: str) -> Receipt: ...
+    def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt: ...
 
     def commit(self, receipts: list[Receipt]) -> Manifest: ...
 
@@ -69,18 +70,18 @@ class _FileOutput:
         if self.mode == "error" and _non_empty(self.path):
             raise SinkError(f"output {self.path} already exists (sink.mode = 'error'); use 'overwrite' or 'append'")
 
-    def _write(self, df: pd.DataFrame, name: str, chunk: int | None, stats: Stats, source: str) -> Receipt:
+    def _write(self, batch: Batch, name: str, chunk: int | None, stats: Stats, source: str) -> Receipt:
         """Write one file into staging under a temp name, then rename: a part is whole or absent."""
         target = os.path.join(self.staging, name)
-        tmp = f"{target}.tmp-{os.getpid()}"
-        table = pa.Table.from_pandas(df, preserve_index=False)
+        tmp = f"{target}.tmp-{os.getpid()}-{threading.get_ident()}"
+        table = to_arrow(batch)
         if self.format == "parquet":
             pq.write_table(table, tmp)
         else:
-            df.to_csv(tmp, index=False)
+            pacsv.write_csv(table, tmp)
         os.replace(tmp, target)
         schema = [[f.name, str(f.type)] for f in table.schema]
-        return Receipt(chunk, name, len(df), os.path.getsize(target), schema, stats, source)
+        return Receipt(chunk, name, table.num_rows, os.path.getsize(target), schema, stats, source)
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ class DirectorySink(_FileOutput):
         prefix = f"part-{self.run_id}-" if self.mode == "append" else "part-"
         return f"{prefix}{chunk or 0:05d}.{self.format}"
 
-    def write_part(self, df: pd.DataFrame, chunk: int | None, stats: Stats, source: str) -> Receipt:
-        return self._write(df, self.part_name(chunk), chunk, stats, source)
+    def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
+        return self._write(batch, self.part_name(chunk), chunk, stats, source)
 
     def commit(self, receipts: list[Receipt]) -> Manifest:
         if self.mode == "append" and os.path.isdir(self.path):
@@ -143,8 +144,8 @@ class FileSink(_FileOutput):
         os.makedirs(sink.staging)
         return sink
 
-    def write_part(self, df: pd.DataFrame, chunk: int | None, stats: Stats, source: str) -> Receipt:
-        return self._write(df, os.path.basename(self.path), chunk, stats, source)
+    def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
+        return self._write(batch, os.path.basename(self.path), chunk, stats, source)
 
     def commit(self, receipts: list[Receipt]) -> Manifest:
         manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts)

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.batch import Batch
 from pipeline.errors import ConfigError, InputError
 
 DEFAULT_CHUNK_ROWS = 1_000_000
@@ -57,7 +57,7 @@ class Source(Protocol):
         """The chunks, and this source with whatever workers need to read them alike (e.g. the schema)."""
         ...
 
-    def read(self, chunk: Chunk) -> pd.DataFrame: ...
+    def read(self, chunk: Chunk) -> Batch: ...
 
     def describe(self) -> str: ...
 
@@ -108,7 +108,7 @@ class FileSource:
                 chunks.append(Chunk(len(chunks), fragment.path, row_groups, rows, fragment.partition_expression))
         return replace(self, schema=dataset.schema), chunks
 
-    def read(self, chunk: Chunk) -> pd.DataFrame:
+    def read(self, chunk: Chunk) -> pa.Table:
         try:
             if self.format == "parquet":
                 fragment = _parquet_fragment(chunk.path, chunk.partition)
@@ -119,7 +119,7 @@ class FileSource:
             table = fragment.to_table(schema=self.schema, columns=self._columns(), filter=self.expression)
         except (pa.ArrowException, OSError) as exc:
             raise InputError(chunk.label, str(exc)) from None
-        return table.to_pandas()
+        return table
 
     def _columns(self) -> list[str] | None:
         return list(self.columns) if self.columns is not None else None

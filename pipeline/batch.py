@@ -1,0 +1,61 @@
+"""Batch formats a stage can work in: pandas (the default), Arrow tables, Polars frames.
+
+A chunk is read as an Arrow table and converted only where the next consumer wants another format: a
+chain of Arrow stages never touches pandas, and a Polars chain converts once in and once out. Polars is
+imported only when a batch is converted to or from it.
+
+>>> import pyarrow as pa
+>>> table = pa.table({"a": [1, 2]})
+>>> format_of(convert(table, "pandas")), rows(table)
+('pandas', 2)
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+FORMATS = ("pandas", "arrow", "polars")
+Batch = Any  # pd.DataFrame | pa.Table | polars.DataFrame
+
+
+def format_of(batch: Batch) -> str:
+    if isinstance(batch, pd.DataFrame):
+        return "pandas"
+    if isinstance(batch, pa.Table):
+        return "arrow"
+    polars = sys.modules.get("polars")
+    if polars is not None and isinstance(batch, polars.DataFrame):
+        return "polars"
+    raise TypeError(f"expected a pandas DataFrame, pyarrow Table or polars DataFrame, got {type(batch).__name__}")
+
+
+def convert(batch: Batch, to: str) -> Batch:
+    """`batch` in format `to`; the same object when it already is."""
+    have = format_of(batch)
+    if have == to:
+        return batch
+    table = to_arrow(batch)
+    if to == "pandas":
+        return table.to_pandas()
+    if to == "polars":
+        import polars
+
+        return polars.from_arrow(table)
+    return table
+
+
+def to_arrow(batch: Batch) -> pa.Table:
+    have = format_of(batch)
+    if have == "arrow":
+        return batch
+    if have == "pandas":
+        return pa.Table.from_pandas(batch, preserve_index=False)
+    return batch.to_arrow()
+
+
+def rows(batch: Batch) -> int:
+    return batch.num_rows if isinstance(batch, pa.Table) else len(batch)
