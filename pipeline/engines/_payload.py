@@ -1,31 +1,72 @@
 """Tasks as self-contained cloudpickle bytes, for every engine that crosses a process boundary.
 
 Functions from `__main__`, a notebook, or a module next to the config (registered by value) travel with
-the task, so workers need only this framework installed. A task's `Ref` arguments stay as placeholders
-in the bytes; the engine passes the dependencies' results alongside, in `Task.deps` order.
+the task, so workers need only this framework installed. A task's `Ref` arguments stay as placeholders;
+the engine passes the dependencies' results alongside, in `Task.deps` order.
+
+A payload is one bytes object per function and argument. The same source, stages and sink appear in
+every chunk's task, so a `Packer` pickles each distinct object once per run, and workers keep recently
+unpickled parts: per-task cost is then about the chunk alone.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import cloudpickle
 
 from pipeline.plan import Ref, Task
 
+Payload = tuple[bytes, ...]
+_REF = b""  # in a payload: the place of a dependency's result
+_HOLE = object()  # the same place, once unpacked
+_LOADED: OrderedDict[bytes, Any] = OrderedDict()
+_LOADED_KEPT = 64
+_LOADED_LOCK = threading.Lock()
 
-def pack(task: Task) -> bytes:
-    return cloudpickle.dumps((task.fn, task.args))
+
+class Packer:
+    """Pickles each distinct plan object once. Objects are keyed by identity, which is stable while the
+    plan that holds them is alive, so use one Packer per plan run."""
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[Any, bytes]] = {}
+
+    def pack(self, task: Task) -> Payload:
+        return tuple(self._bytes(part) for part in (task.fn, *task.args))
+
+    def _bytes(self, obj: Any) -> bytes:
+        if isinstance(obj, Ref):
+            return _REF
+        held = self._memo.get(id(obj))
+        if held is None:
+            held = self._memo[id(obj)] = (obj, cloudpickle.dumps(obj))
+        return held[1]
 
 
-def run_packed(payload: bytes, *dep_values: Any) -> Any:
-    """Unpack a task and run it with its `Ref` arguments replaced by `dep_values`, in order."""
-    fn, args = cloudpickle.loads(payload)
+def pack(task: Task) -> Payload:
+    """One task's payload, without sharing across tasks."""
+    return Packer().pack(task)
+
+
+def run_packed(payload: Payload, *dep_values: Any) -> Any:
+    """Unpack a task and run it with its `Ref` placeholders replaced by `dep_values`, in order."""
+    fn, *args = (_load(part) if part else _HOLE for part in payload)
     values = iter(dep_values)
-    return fn(*(next(values) if isinstance(a, Ref) else a for a in args))
+    return fn(*(next(values) if a is _HOLE else a for a in args))
 
 
-def call_packed(payload: bytes) -> Any:
-    """Run `fn(*args)` packed by the local scheduler, which has already substituted the results."""
-    fn, args = cloudpickle.loads(payload)
-    return fn(*args)
+def _load(part: bytes) -> Any:
+    with _LOADED_LOCK:
+        obj = _LOADED.get(part)
+        if obj is not None:
+            _LOADED.move_to_end(part)
+            return obj
+    obj = cloudpickle.loads(part)
+    with _LOADED_LOCK:
+        _LOADED[part] = obj
+        if len(_LOADED) > _LOADED_KEPT:
+            _LOADED.popitem(last=False)
+    return obj

@@ -18,13 +18,11 @@ from typing import Any
 from pipeline.plan import Plan, Ref, Task
 
 
-def run_plan(
-    plan: Plan,
-    submit: Callable[..., Future],
-    max_in_flight: int,
-    on_done: Callable[[Task], None] | None = None,
-) -> Any:
-    """Run `plan` with `submit(fn, *args) -> Future` (e.g. `Executor.submit`); return the output's value."""
+Submit = Callable[[Task, list[Any]], Future]
+
+
+def run_plan(plan: Plan, submit: Submit, max_in_flight: int, on_done: Callable[[Task], None] | None = None) -> Any:
+    """Run `plan` with `submit(task, dependency_results) -> Future`; return the output's value."""
     order = {key: i for i, key in enumerate(plan.tasks)}
     waiting = {key: set(task.deps) for key, task in plan.tasks.items()}
     dependents: dict[str, list[str]] = {key: [] for key in plan.tasks}
@@ -41,8 +39,7 @@ def run_plan(
             while ready and len(in_flight) < max_in_flight:
                 key = heapq.heappop(ready)[2]
                 task = plan.tasks[key]
-                args = tuple(results[a.key] if isinstance(a, Ref) else a for a in task.args)
-                in_flight[submit(task.fn, *args)] = key
+                in_flight[submit(task, [results[dep] for dep in task.deps])] = key
                 for dep in task.deps:
                     unsubmitted_dependents[dep] -= 1
                     if not unsubmitted_dependents[dep]:
@@ -63,6 +60,12 @@ def run_plan(
             future.cancel()
         wait(in_flight)
     return results[plan.output]
+
+
+def call(task: Task, dep_values: list[Any]) -> Any:
+    """Run a task in this process, its `Ref` arguments replaced by the dependencies' results."""
+    values = iter(dep_values)
+    return task.fn(*(next(values) if isinstance(a, Ref) else a for a in task.args))
 
 
 class InlineExecutor(Executor):

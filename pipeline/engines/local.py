@@ -14,14 +14,12 @@ import sys
 from collections.abc import Callable, Iterator
 from multiprocessing import context as mp_context
 from multiprocessing import popen_forkserver
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-import cloudpickle
-
-from pipeline.engines._payload import call_packed
-from pipeline.engines._schedule import InlineExecutor, run_plan
+from pipeline.engines._payload import Packer, run_packed
+from pipeline.engines._schedule import InlineExecutor, Submit, call, run_plan
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
@@ -42,13 +40,17 @@ class _LocalEngine:
     def _make_executor(self) -> Executor:
         raise NotImplementedError
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+    def _executor_ready(self) -> Executor:
         if self._executor is None:
             self._executor = self._make_executor()
-        return self._executor.submit(fn, *args)
+        return self._executor
+
+    def _submitter(self) -> Submit:
+        """How this engine hands one task and its dependencies' results to its executor."""
+        return lambda task, deps: self._executor_ready().submit(call, task, deps)
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
-        return run_plan(plan, self._submit, self.workers * IN_FLIGHT_PER_WORKER, on_done)
+        return run_plan(plan, self._submitter(), self.workers * IN_FLIGHT_PER_WORKER, on_done)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -123,8 +125,9 @@ class ProcessesEngine(_LocalEngine):
         context.set_forkserver_preload(["pandas", "pyarrow", "pipeline.tasks"])
         return ProcessPoolExecutor(self.workers, mp_context=context)
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        return super()._submit(call_packed, cloudpickle.dumps((fn, args)))
+    def _submitter(self) -> Submit:
+        packer = Packer()  # one per run: the plan's shared objects are pickled once
+        return lambda task, deps: self._executor_ready().submit(run_packed, packer.pack(task), *deps)
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
         try:
