@@ -62,7 +62,7 @@ class EngineConfig(_Section):
     workers: PositiveInt | None = None
     address: str | None = None
     backend: str | None = None
-    retries: int = Field(default=0, ge=0)
+    retries: int | None = Field(default=None, ge=0)  # lost-worker retries per task; engine default
     security: SecurityConfig | None = None
 
     @field_validator("name")

@@ -41,6 +41,7 @@ class Task:
     args: tuple[Any, ...]
     label: str  # what the task does, e.g. "read+clean+transform+write"
     chunk: int | None = None
+    source: str = ""  # the chunk's input, for messages
 
     @property
     def deps(self) -> list[str]:
@@ -109,12 +110,14 @@ def compile_plan(
     if reducer is None:
         for chunk in chunks:
             key = f"chunk-{chunk.index:05d}"
-            graph[key] = Task(key, tasks.write_chunk, (source, chunk, before, sink), f"{chain}+write", chunk.index)
+            args = (source, chunk, before, sink)
+            graph[key] = Task(key, tasks.write_chunk, args, f"{chain}+write", chunk.index, chunk.label)
     else:
         for chunk in chunks:
             key = f"chunk-{chunk.index:05d}"
             label = f"{chain}+{reducer.name}:partial"
-            graph[key] = Task(key, tasks.partial_chunk, (source, chunk, before, reducer), label, chunk.index)
+            args = (source, chunk, before, reducer)
+            graph[key] = Task(key, tasks.partial_chunk, args, label, chunk.index, chunk.label)
         level, layer = 1, list(graph)
         while len(layer) > 1:
             next_layer = []

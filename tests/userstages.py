@@ -15,3 +15,23 @@ def fail_on(df: pd.DataFrame, bad_id: int) -> pd.DataFrame:
     if (df["id"] == bad_id).any():
         raise ValueError(f"row {bad_id} is poisoned")
     return df
+
+
+def die_once(df: pd.DataFrame, marker: str, bad_id: int) -> pd.DataFrame:
+    """SIGKILL the worker running the chunk holding `bad_id`, the first time only (`marker` remembers)."""
+    import os
+    import signal
+
+    if (df["id"] == bad_id).any() and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return df
+
+
+def die_always(df: pd.DataFrame) -> pd.DataFrame:
+    """SIGKILL the worker running this stage, every time: a reader or extension that crashes its process."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    return df

@@ -4,8 +4,9 @@ State: `waiting` (tasks with unfinished dependencies), a ready heap, the futures
 results not yet consumed. A task is submitted once all its dependencies have results; its `Ref`
 arguments are replaced by those results. At most `max_in_flight` tasks run at once, and ready combines
 go before new chunks, so partials are merged as soon as possible and memory stays bounded however many
-chunks there are. A result is dropped as soon as its last dependent has been submitted. When a task
-fails, queued tasks are cancelled and running ones awaited before the error propagates.
+chunks there are. A result is dropped as soon as its last dependent has been submitted (in-flight tasks
+keep their inputs, so a task whose worker died can be resubmitted). When a task fails, queued tasks are
+cancelled and running ones awaited before the error propagates.
 """
 
 from __future__ import annotations
@@ -15,14 +16,26 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from typing import Any
 
+from pipeline.errors import PipelineError
 from pipeline.plan import Plan, Ref, Task
 
 
 Submit = Callable[[Task, list[Any]], Future]
+Recover = Callable[[BaseException], bool]
 
 
-def run_plan(plan: Plan, submit: Submit, max_in_flight: int, on_done: Callable[[Task], None] | None = None) -> Any:
-    """Run `plan` with `submit(task, dependency_results) -> Future`; return the output's value."""
+def run_plan(
+    plan: Plan,
+    submit: Submit,
+    max_in_flight: int,
+    on_done: Callable[[Task], None] | None = None,
+    recover: Recover | None = None,
+    retries: int = 0,
+) -> Any:
+    """Run `plan` with `submit(task, dependency_results) -> Future`; return the output's value.
+
+    A task whose worker was lost is resubmitted (up to `retries` times) when `recover(error)` says the
+    engine has replaced what broke; any other failure stops the run."""
     order = {key: i for i, key in enumerate(plan.tasks)}
     waiting = {key: set(task.deps) for key, task in plan.tasks.items()}
     dependents: dict[str, list[str]] = {key: [] for key in plan.tasks}
@@ -33,33 +46,54 @@ def run_plan(plan: Plan, submit: Submit, max_in_flight: int, on_done: Callable[[
     ready = [(bool(not task.deps), order[key], key) for key, task in plan.tasks.items() if not task.deps]
     heapq.heapify(ready)
     results: dict[str, Any] = {}
-    in_flight: dict[Future, str] = {}
+    in_flight: dict[Future, tuple[str, list[Any]]] = {}
+    attempts: dict[str, int] = {}
     try:
         while ready or in_flight:
             while ready and len(in_flight) < max_in_flight:
                 key = heapq.heappop(ready)[2]
                 task = plan.tasks[key]
-                in_flight[submit(task, [results[dep] for dep in task.deps])] = key
+                deps = [results[dep] for dep in task.deps]
+                in_flight[submit(task, deps)] = (key, deps)
                 for dep in task.deps:
                     unsubmitted_dependents[dep] -= 1
                     if not unsubmitted_dependents[dep]:
                         del results[dep]
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: order[in_flight[f]]):
-                key = in_flight.pop(future)
-                results[key] = future.result()
+            lost: list[tuple[str, list[Any]]] = []
+            for future in sorted(done, key=lambda f: order[in_flight[f][0]]):
+                key, deps = in_flight.pop(future)
+                try:
+                    results[key] = future.result()
+                except BaseException as exc:
+                    if recover is None or not recover(exc):
+                        raise
+                    attempts[key] = attempts.get(key, 0) + 1
+                    if attempts[key] > retries:
+                        raise _lost(plan.tasks[key], attempts[key], exc) from None
+                    lost.append((key, deps))
+                    continue
                 if on_done:
                     on_done(plan.tasks[key])
                 for user in dependents[key]:
                     waiting[user].discard(key)
                     if not waiting[user]:
                         heapq.heappush(ready, (False, order[user], user))
+            for key, deps in lost:  # after every lost future is seen, so the engine recovers once
+                in_flight[submit(plan.tasks[key], deps)] = (key, deps)
     finally:
         # On failure, nothing may keep writing after we return: the caller removes the staging folder.
         for future in in_flight:
             future.cancel()
         wait(in_flight)
     return results[plan.output]
+
+
+def _lost(task: Task, attempts: int, exc: BaseException) -> PipelineError:
+    where = f"{task.label}" + (f" on chunk {task.chunk}" if task.chunk is not None else "")
+    if task.source:
+        where += f" (input {task.source})"
+    return PipelineError(f"a worker process died running {where}, {attempts} times; giving up ({exc})")
 
 
 def call(task: Task, dep_values: list[Any]) -> Any:

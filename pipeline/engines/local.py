@@ -14,16 +14,17 @@ import sys
 from collections.abc import Callable, Iterator
 from multiprocessing import context as mp_context
 from multiprocessing import popen_forkserver
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pipeline.engines._payload import Packer, run_packed
 from pipeline.engines._schedule import InlineExecutor, Submit, call, run_plan
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError
 from pipeline.plan import Plan, Task
 
 IN_FLIGHT_PER_WORKER = 2
+DEFAULT_RETRIES = 2  # per task, for lost workers only: a stage's own exception is never retried
 
 
 class _LocalEngine:
@@ -31,10 +32,11 @@ class _LocalEngine:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, **options: Any) -> None:
+    def __init__(self, workers: int | None = None, retries: int = DEFAULT_RETRIES, **options: Any) -> None:
         if options:
             raise ConfigError(f"engine: the {self.name} engine takes no option {', '.join(sorted(options))}")
         self.workers = workers or os.cpu_count() or 1
+        self.retries = retries
         self._executor: Executor | None = None
 
     def _make_executor(self) -> Executor:
@@ -49,8 +51,13 @@ class _LocalEngine:
         """How this engine hands one task and its dependencies' results to its executor."""
         return lambda task, deps: self._executor_ready().submit(call, task, deps)
 
+    def _recover(self, error: BaseException) -> bool:
+        """Whether `error` is a lost worker that has been replaced, so the task can run again."""
+        return False
+
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
-        return run_plan(plan, self._submitter(), self.workers * IN_FLIGHT_PER_WORKER, on_done)
+        in_flight = self.workers * IN_FLIGHT_PER_WORKER
+        return run_plan(plan, self._submitter(), in_flight, on_done, self._recover, self.retries)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -127,11 +134,24 @@ class ProcessesEngine(_LocalEngine):
 
     def _submitter(self) -> Submit:
         packer = Packer()  # one per run: the plan's shared objects are pickled once
-        return lambda task, deps: self._executor_ready().submit(run_packed, packer.pack(task), *deps)
 
-    def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
-        try:
-            return super().run(plan, on_done)
-        except BrokenProcessPool as exc:
+        def submit(task: Task, deps: list[Any]) -> Future:
+            try:
+                return self._executor_ready().submit(run_packed, packer.pack(task), *deps)
+            except BrokenProcessPool as exc:  # broke before we noticed: report it like a lost task
+                future: Future = Future()
+                future.set_exception(exc)
+                return future
+
+        return submit
+
+    def _recover(self, error: BaseException) -> bool:
+        """A killed or crashed worker breaks the whole pool: replace it once (the first lost task to report
+        does; the rest find a healthy pool) and let the scheduler resubmit what was in flight."""
+        if not isinstance(error, BrokenProcessPool):
+            return False
+        broken = self._executor
+        if broken is not None and getattr(broken, "_broken", False):
+            broken.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-            raise PipelineError(f"a worker process died unexpectedly ({exc}); see the log above for its cause") from None
+        return True

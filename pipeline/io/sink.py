@@ -107,6 +107,7 @@ class DirectorySink(_FileOutput):
         if self.mode == "append" and os.path.isdir(self.path):
             return self._append(receipts)
         manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts)
+        _sweep(self.staging, {r.file for r in receipts})
         write_json_atomically(os.path.join(self.staging, SUCCESS), manifest.to_json())
         self._check_destination()
         _swap_in(self.staging, self.path, self.run_id)
@@ -162,6 +163,13 @@ def sink_for(path: str, mode: str = "error", format: str | None = None) -> Direc
     if suffix in FORMATS:
         return FileSink(path, mode, format or suffix)
     return DirectorySink(path, mode, format or "parquet")
+
+
+def _sweep(staging: str, keep: set[str]) -> None:
+    """Remove what no receipt names: temp files of attempts whose worker died mid-write."""
+    for name in os.listdir(staging):
+        if name not in keep:
+            os.remove(os.path.join(staging, name))
 
 
 def _non_empty(path: str) -> bool:

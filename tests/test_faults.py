@@ -1,0 +1,60 @@
+"""Faults injected for real: worker processes killed mid-run, stages that raise. The output is either
+exactly a clean run's or untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cloudpickle
+import pandas as pd
+import pytest
+
+import userstages
+from pipeline import Pipeline, PipelineError, StageError
+from pipeline.engines import get_engine
+from pipeline.io import FileSource
+
+cloudpickle.register_pickle_by_value(userstages)
+
+
+def parts(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("engine_name", ["processes"])
+def test_killed_worker_is_retried_and_output_is_exact(dataset: Path, tmp_path: Path, engine_name: str):
+    source = FileSource(str(dataset), chunk_rows=500)
+    clean = Pipeline().then(userstages.add_speed)
+    clean.run(source, str(tmp_path / "clean"), "sync")
+
+    marker = tmp_path / "killed"
+    faulty = Pipeline().then(userstages.die_once, marker=str(marker), bad_id=3333).then(userstages.add_speed)
+    with get_engine(engine_name, workers=2) as engine:
+        faulty.run(source, str(tmp_path / "out"), engine)
+    assert marker.exists()  # a worker really was killed
+    assert parts(tmp_path / "out") == parts(tmp_path / "clean")
+    for name in parts(tmp_path / "clean"):
+        if name.endswith(".parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / name), pd.read_parquet(tmp_path / "clean" / name))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "killed", "out"]
+
+
+def test_worker_that_keeps_dying_is_named_after_the_retries(dataset: Path, tmp_path: Path):
+    crashing = Pipeline().then(userstages.die_always)
+    with get_engine("processes", workers=2, retries=2) as engine, pytest.raises(PipelineError) as caught:
+        crashing.run(FileSource(str(dataset / "data-001.parquet"), chunk_rows=10**6), str(tmp_path / "out"), engine)
+    message = str(caught.value)
+    assert "a worker process died running read+die_always+write on chunk 0" in message
+    assert "data-001.parquet" in message and "3 times" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_poison_pill_is_not_retried_and_leaves_committed_output(dataset: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    Pipeline().then(userstages.add_speed).run(str(dataset), str(out), "processes")
+    before = {name: (out / name).read_bytes() for name in parts(out)}
+    poisoned = Pipeline().then(userstages.fail_on, name="poison", bad_id=5999)
+    with pytest.raises(StageError, match="stage 'poison' failed on chunk 3 .*data-003.parquet"):
+        poisoned.run(str(dataset), str(out), "processes", mode="overwrite")
+    assert {name: (out / name).read_bytes() for name in parts(out)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
