@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -16,7 +18,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from pipeline.engines import Engine, get_engine
+from pipeline.errors import ConfigError
 from pipeline.io import Manifest, Sink, Source
+from pipeline.io.lock import output_lock
 from pipeline.plan import Plan, compile_plan, split
 
 if TYPE_CHECKING:
@@ -38,18 +42,35 @@ def execute(
 ) -> Manifest:
     started = time.perf_counter()
     source, chunks = source.discover()
+    _refuse_overlap(source, sink)
     single = split(pipeline.stages)[1] is not None
-    staged = sink.for_run(new_run_id(), single)
-    try:
-        plan = compile_plan(pipeline.stages, source, chunks, staged)
-        on_done = on_progress(plan) if on_progress else None
-        if isinstance(engine, str):
-            with get_engine(engine, workers=workers) as owned:
-                manifest = owned.run(plan, on_done)
-        else:
-            manifest = engine.run(plan, on_done)
-    except BaseException:
-        staged.abort()
-        raise
+    with output_lock(sink.path) if _on_disk(sink) else contextlib.nullcontext():
+        staged = sink.for_run(new_run_id(), single)
+        try:
+            plan = compile_plan(pipeline.stages, source, chunks, staged)
+            on_done = on_progress(plan) if on_progress else None
+            if isinstance(engine, str):
+                with get_engine(engine, workers=workers) as owned:
+                    manifest = owned.run(plan, on_done)
+            else:
+                manifest = engine.run(plan, on_done)
+        except BaseException:
+            staged.abort()
+            raise
     manifest.seconds = time.perf_counter() - started
     return manifest
+
+
+def _on_disk(sink: Sink) -> bool:
+    return not sink.path.startswith("<")
+
+
+def _refuse_overlap(source: Source, sink: Sink) -> None:
+    """Writing into the input would read our own output (or, with overwrite, delete the input)."""
+    root = getattr(source, "path", None)
+    if root is None or not _on_disk(sink):
+        return
+    inputs = os.path.realpath(root.split("*")[0].rstrip("/") or "/")
+    output = os.path.realpath(sink.path)
+    if output == inputs or output.startswith(inputs + os.sep) or inputs.startswith(output + os.sep):
+        raise ConfigError(f"sink.path: {sink.path} overlaps the input {root}; write the output elsewhere")

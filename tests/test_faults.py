@@ -3,6 +3,7 @@ exactly a clean run's or untouched."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cloudpickle
@@ -58,3 +59,42 @@ def test_poison_pill_is_not_retried_and_leaves_committed_output(dataset: Path, t
         poisoned.run(str(dataset), str(out), "processes", mode="overwrite")
     assert {name: (out / name).read_bytes() for name in parts(out)} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("inside", ["", "out", "sub/out"])
+def test_output_inside_or_equal_to_the_input_is_refused(dataset: Path, inside: str):
+    with pytest.raises(PipelineError, match="overlaps the input"):
+        Pipeline().then(userstages.add_speed).run(str(dataset), str(dataset / inside), "sync", mode="overwrite")
+    assert sorted(p.name for p in dataset.iterdir()) == [f"data-{i:03d}.parquet" for i in range(4)]
+
+
+def test_input_inside_the_output_is_refused(dataset: Path):
+    with pytest.raises(PipelineError, match="overlaps the input"):
+        Pipeline().then(userstages.add_speed).run(str(dataset), str(dataset.parent), "sync", mode="overwrite")
+    assert len(list(dataset.iterdir())) == 4
+
+
+def test_concurrent_runs_to_one_destination_cannot_interleave(dataset: Path, tmp_path: Path):
+    """A second run while the first holds the destination is refused, and the first completes intact."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from pipeline.io.lock import output_lock
+        with output_lock({str(out)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(PipelineError, match=re.escape(f"another run is writing {out} (lock held by pid {holder.pid})")):
+            Pipeline().then(userstages.add_speed).run(str(dataset), str(out), "sync")
+    finally:
+        holder.kill()
+        holder.wait()
+    Pipeline().then(userstages.add_speed).run(str(dataset), str(out), "sync")  # the lock died with its holder
+    assert (out / "_SUCCESS").exists()
