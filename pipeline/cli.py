@@ -81,6 +81,8 @@ def _run(job: config_module.Job, args: argparse.Namespace, console: Console) -> 
                 manifest = job.pipeline.run(job.source, job.sink, engine, on_progress=on_progress)
     if not quiet:
         Console().print(summary(manifest))
+    for path, why in manifest.skipped:
+        console.print(f"[yellow]skipped[/] {escape(path)}: {escape(why)}", highlight=False)
     return 0
 
 

@@ -36,6 +36,7 @@ class SourceConfig(_Section):
     columns: list[str] | None = None
     filters: list[tuple[str, str, Any]] | None = None
     chunk_rows: PositiveInt = DEFAULT_CHUNK_ROWS
+    on_bad_file: Literal["error", "skip"] = "error"
 
 
 class StageConfig(_Section):
@@ -121,7 +122,7 @@ def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
         pipeline = Pipeline(_build_stage(i, s, base) for i, s in enumerate(config.stages))
         source = FileSource(
             config.source.path, config.source.format, config.source.columns, config.source.filters,
-            config.source.chunk_rows,
+            config.source.chunk_rows, config.source.on_bad_file,
         )
         source.files()
         sink_for(config.sink.path, config.sink.mode, config.sink.format)

@@ -37,6 +37,18 @@ class InputError(PipelineError):
         return (type(self), (self.path, self.reason))
 
 
+class BadInputFiles(PipelineError):
+    """Input files that cannot be used, each named with what is wrong with it."""
+
+    def __init__(self, problems: list[tuple[str, str]], hint: str = "") -> None:
+        lines = [f"{len(problems)} bad input file(s):"] + [f"  {path}: {why}" for path, why in problems]
+        super().__init__("\n".join(lines) + (f"\n{hint}" if hint else ""))
+        self.problems, self.hint = problems, hint
+
+    def __reduce__(self):
+        return (type(self), (self.problems, self.hint))
+
+
 class SinkError(PipelineError):
     """The destination refuses the output (exists in `error` mode, inside the input, ...)."""
 

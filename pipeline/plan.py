@@ -130,5 +130,6 @@ def compile_plan(
         tail = "+".join([f"{reducer.name}:finalize", *(s.name for s in after), "write"])
         graph["finalize"] = Task("finalize", tasks.finalize, (reducer, after, sink, Ref(layer[0])), tail)
     receipts = tuple(Ref(k) for k in graph if k.startswith("chunk-")) if reducer is None else (Ref("finalize"),)
-    graph["commit"] = Task("commit", tasks.commit, (sink, *receipts), "commit")
+    skipped = tuple(getattr(source, "skipped", ()))
+    graph["commit"] = Task("commit", tasks.commit, (sink, skipped, *receipts), "commit")
     return Plan(graph, "commit", stages)

@@ -16,7 +16,7 @@ from pipeline.batch import Batch, convert, rows
 from pipeline.errors import PipelineError, StageError
 from pipeline.io.manifest import Manifest, Receipt
 from pipeline.io.sink import Sink
-from pipeline.io.source import Chunk, Source
+from pipeline.io.source import Chunk, SkippedChunk, Source
 from pipeline.stage import Stage
 from pipeline.stats import StageCount, Stats, merge
 
@@ -27,6 +27,7 @@ class Partial:
 
     value: Any
     stats: Stats = field(default_factory=dict)
+    skipped: list[list[str]] = field(default_factory=list)  # [file, why] of chunks left out
 
 
 def _apply(stages: Sequence[Stage], batch: Batch, chunk: int | None, source: str, stats: Stats) -> Batch:
@@ -44,9 +45,13 @@ def _apply(stages: Sequence[Stage], batch: Batch, chunk: int | None, source: str
     return batch
 
 
-def _read(source: Source, chunk: Chunk, stats: Stats) -> Batch:
+def _read(source: Source, chunk: Chunk, stats: Stats, skipped: list[list[str]]) -> Batch:
     started = time.perf_counter()
-    batch = source.read(chunk)
+    try:
+        batch = source.read(chunk)
+    except SkippedChunk as exc:  # on_bad_file = "skip": no rows from this chunk, and say so
+        skipped.append([exc.path, exc.reason])
+        batch = source.empty()
     stats["read"] = StageCount(rows(batch), rows(batch), time.perf_counter() - started, 1)
     return batch
 
@@ -54,8 +59,11 @@ def _read(source: Source, chunk: Chunk, stats: Stats) -> Batch:
 def write_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink) -> Receipt:
     """Read one chunk, run the fused per-chunk stages, write the part to staging."""
     stats: Stats = {}
-    batch = _apply(stages, _read(source, chunk, stats), chunk.index, chunk.label, stats)
-    return _write(sink, batch, chunk.index, chunk.label, stats)
+    skipped: list[list[str]] = []
+    batch = _apply(stages, _read(source, chunk, stats, skipped), chunk.index, chunk.label, stats)
+    receipt = _write(sink, batch, chunk.index, chunk.label, stats)
+    receipt.skipped = skipped
+    return receipt
 
 
 def _write(sink: Sink, batch: Batch, chunk: int | None, source: str, stats: Stats) -> Receipt:
@@ -69,7 +77,8 @@ def _write(sink: Sink, batch: Batch, chunk: int | None, source: str, stats: Stat
 def partial_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage) -> Partial:
     """Read one chunk, run the fused per-chunk stages, reduce it to the reducer's partial."""
     stats: Stats = {}
-    batch = _apply(stages, _read(source, chunk, stats), chunk.index, chunk.label, stats)
+    skipped: list[list[str]] = []
+    batch = _apply(stages, _read(source, chunk, stats, skipped), chunk.index, chunk.label, stats)
     started = time.perf_counter()
     try:
         reduction = reducer.reduction()
@@ -77,7 +86,7 @@ def partial_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer
     except Exception as exc:
         raise StageError.from_exception(exc, reducer.name, chunk.index, chunk.label) from None
     stats[reducer.name] = StageCount(rows(batch), 0, time.perf_counter() - started, 1)
-    return Partial(value, stats)
+    return Partial(value, stats, skipped)
 
 
 def combine(reducer: Stage, *parts: Partial) -> Partial:
@@ -86,7 +95,7 @@ def combine(reducer: Stage, *parts: Partial) -> Partial:
         value = reducer.reduction().combine([p.value for p in parts])
     except Exception as exc:
         raise StageError.from_exception(exc, reducer.name, None, "") from None
-    return Partial(value, merge(p.stats for p in parts))
+    return Partial(value, merge(p.stats for p in parts), [s for p in parts for s in p.skipped])
 
 
 def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial) -> Receipt:
@@ -100,9 +109,11 @@ def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial) 
     stats[reducer.name].rows_out = len(df)
     stats[reducer.name].seconds += time.perf_counter() - started
     batch = _apply(after, df, None, "", stats)
-    return _write(sink, batch, None, "", stats)
+    receipt = _write(sink, batch, None, "", stats)
+    receipt.skipped = part.skipped
+    return receipt
 
 
-def commit(sink: Sink, *receipts: Receipt) -> Manifest:
-    """Make every part visible at once and write the manifest."""
-    return sink.commit(list(receipts))
+def commit(sink: Sink, skipped: Sequence[Sequence[str]], *receipts: Receipt) -> Manifest:
+    """Make every part visible at once and write the manifest (listing input files left out)."""
+    return sink.commit(list(receipts), [list(s) for s in skipped])

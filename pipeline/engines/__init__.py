@@ -35,6 +35,9 @@ ENGINES: dict[str, str] = {
     "sync": "pipeline.engines.local:SyncEngine",
     "threads": "pipeline.engines.local:ThreadsEngine",
     "processes": "pipeline.engines.local:ProcessesEngine",
+    "joblib": "pipeline.engines.joblib:JoblibEngine",
+    "dask": "pipeline.engines.dask:DaskEngine",
+    "ray": "pipeline.engines.ray:RayEngine",
 }
 DEFAULT_ENGINE = "processes"
 

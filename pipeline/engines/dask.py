@@ -7,7 +7,7 @@ scheduler places tasks next to their inputs and intermediate results never pass 
   (`security`, from `[engine.security]`, gives the TLS client certificates);
 - `client=`: an existing `distributed.Client` (a notebook's), left open.
 
-Tasks travel as cloudpickle bytes (`_payload.pack`): Dask's serializer does not honour modules registered
+Tasks travel as cloudpickle bytes (`_payload.Packer`): Dask's serializer does not honour modules registered
 with `cloudpickle.register_pickle_by_value` for nested objects, so the bytes are what carry a user's
 module to workers that cannot import it. Workers need only this framework installed.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,12 +27,13 @@ import distributed
 from distributed.scheduler import KilledWorker
 from distributed.security import Security
 
-from pipeline.engines._payload import pack, run_packed
+from pipeline.engines._payload import Packer, run_packed
 from pipeline.engines.local import _main_hidden
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
 CONNECT_TIMEOUT = 10.0
+CANCEL_WAIT = 30.0
 SECURITY_KEYS = {"ca_file", "cert_file", "key_file", "require_encryption"}
 OPTIONS = {"security", "retries", "connect_timeout", "client"}
 
@@ -63,12 +65,12 @@ class DaskEngine:
         if self.address is None:
             self._client = self._start_local()
             return self._client
-        _warn_if_plaintext(self.address, self.security)
+        _warn_if_plaintext(self.address)
         try:
             self._client = distributed.Client(
                 self.address, timeout=self.connect_timeout, security=self.security, set_as_default=False
             )
-        except (OSError, TimeoutError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - refused, timed out, bad handshake: all mean unreachable
             raise PipelineError(f"cannot reach the Dask scheduler at {self.address}: {exc}") from None
         return self._client
 
@@ -82,6 +84,8 @@ class DaskEngine:
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                # No dashboard, but the scheduler's health/metrics server still listens: loopback, any port.
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             )
         return distributed.Client(self._cluster, set_as_default=False)
 
@@ -89,12 +93,9 @@ class DaskEngine:
         """Submit every task in plan order; only the output's value is gathered."""
         client = self._connect()
         run_token = secrets.token_hex(6)  # two runs on one cluster must not share keys
+        packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run
         task_of: dict[str, str] = {}
         futures: dict[str, distributed.Future] = {}
-        users = {key: 0 for key in plan.tasks}
-        for task in plan:
-            for dep in task.deps:
-                users[dep] += 1
         depth: dict[str, int] = {}
         for task in plan:
             depth[task.key] = 1 + max((depth[d] for d in task.deps), default=-1)
@@ -102,7 +103,7 @@ class DaskEngine:
             task_of[dask_key] = task.key
             futures[task.key] = client.submit(
                 run_packed,
-                pack(task),
+                packer.pack(task),
                 *(futures[d] for d in task.deps),
                 key=dask_key,
                 pure=False,
@@ -123,6 +124,7 @@ class DaskEngine:
             remaining = list(pending.futures)
             if remaining:
                 client.cancel(remaining, reason="pipeline run failed")
+                _await_running(client, run_token)
             raise
         finally:
             pending.clear()
@@ -142,6 +144,25 @@ class DaskEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _running_keys(token: str, dask_worker: Any = None) -> list[str]:
+    """On a worker: this run's tasks still occupying a thread (cancelled ones included)."""
+    tasks = getattr(getattr(dask_worker, "state", None), "all_running_tasks", ())
+    return [str(ts.key) for ts in tasks if str(ts.key).endswith(token)]
+
+
+def _await_running(client: distributed.Client, token: str, timeout: float = CANCEL_WAIT) -> None:
+    """Wait (bounded) until no worker still runs a task of this run: Dask cannot interrupt a running task,
+    and after a failure the caller removes the staging folder, which nothing may still be writing to."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not any(client.run(_running_keys, token).values()):
+                return
+        except Exception:  # noqa: BLE001 - a worker gone or unreachable: nothing more to wait for there
+            return
+        time.sleep(0.1)
 
 
 def _raise_failure(future: distributed.Future, key: str) -> None:
@@ -173,7 +194,7 @@ def _security(options: Mapping[str, Any] | None) -> Security | None:
     )
 
 
-def _warn_if_plaintext(address: str, security: Security | None) -> None:
+def _warn_if_plaintext(address: str) -> None:
     """A plaintext scheduler is open to anyone who can reach it; say so unless it is loopback-only."""
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     if parts.scheme != "tcp":

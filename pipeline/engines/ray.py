@@ -4,31 +4,36 @@ results flow from worker to worker through Ray's object store and never through 
 - no address: a private local Ray on 127.0.0.1 (no dashboard, `workers` CPUs), shut down by `close()`;
 - `address="HOST:PORT"` (a head's GCS), `"auto"` (the driver runs on a cluster node) or
   `"ray://HOST:PORT"` (Ray Client): the driver joins that cluster and `close()` only disconnects;
-- Ray already initialised by the caller (a notebook): used as is and left alone.
+- Ray already initialised by the caller (a notebook): used as is and left alone (with an address, only
+  if it is that cluster).
 
-A head started with `ray start --head` has token authentication on: the driver then needs
-`RAY_AUTH_MODE=token` in its environment and the cluster's token, which Ray looks for in `RAY_AUTH_TOKEN`,
-then the file named by `RAY_AUTH_TOKEN_PATH`, then `~/.ray/auth_token`. Ray only sends a token to an
-explicit address when told to, so this engine does not guess either; a refused connection says what to set.
+A head started with `ray start --head` has token authentication on whenever a token exists (a local
+`ray.init` creates `~/.ray/auth_token`): the driver then needs `RAY_AUTH_MODE=token` in its environment
+and the cluster's token, which Ray looks for in `RAY_AUTH_TOKEN`, then the file named by
+`RAY_AUTH_TOKEN_PATH`, then `~/.ray/auth_token`. Ray sends a token to an explicit address only when told
+to, so this engine does not guess either; a refused connection says what to set.
 
 Each task returns two objects: a tiny marker the driver waits on and reads (to learn of a failure at once)
-and the real result, which only dependent tasks read. Tasks travel as cloudpickle bytes (`_payload.pack`),
+and the real result, which only dependent tasks read. Tasks travel as cloudpickle bytes (`_payload.Packer`),
 since Ray's serializer does not honour modules registered by value for nested objects.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
 import logging
 import os
 import socket
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.engines._payload import pack, run_packed
+from pipeline.engines._payload import Packer, Payload, run_packed
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
 CONNECT_TIMEOUT = 15.0
+CANCEL_WAIT = 30.0
 OPTIONS = {"retries", "connect_timeout", "log_to_driver"}
 AUTH_HINT = (
     "; if the cluster uses token authentication (the default for `ray start --head`), set RAY_AUTH_MODE=token "
@@ -36,7 +41,19 @@ AUTH_HINT = (
 )
 
 
-def _run_marked(payload: bytes, *dep_values: Any) -> tuple[bool, Any]:
+class _QuietDuplicates(logging.Filter):
+    """Drop Ray's "Unhandled error" reports for this engine's tasks: after the first failure is re-raised,
+    the other chunks that failed or were cancelled in flight would each print the same traceback again."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Unhandled error") and "in _run_marked" in message)
+
+
+_QUIET = _QuietDuplicates()
+
+
+def _run_marked(payload: Payload, *dep_values: Any) -> tuple[bool, Any]:
     """Run a packed task; the first return value is a marker the driver can read for next to nothing."""
     return True, run_packed(payload, *dep_values)
 
@@ -57,29 +74,43 @@ class RayEngine:
         self.log_to_driver = bool(options.get("log_to_driver", True))
         self._owns_ray = False
         self._remote: Any = None
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError(
+                "engine.name: the 'ray' engine needs 'ray', which is not installed (pip install 'pipeline[ray]')"
+            )
 
     def _connect(self) -> Any:
         """Initialise Ray on first use (local or joined), unless the caller already has; return the task."""
-        if self._remote is not None:
+        if self._remote is not None and _initialized():
             return self._remote
-        if self.address is None:
-            # Read by Ray at import: keeps a local instance on the loopback interface. Only for local
-            # Ray, since a driver joining a remote cluster must advertise its real address.
+        if self.address is not None:
+            self._check_reachable()
+        if self.address is None or _on_loopback(self.address):
+            # Read by Ray at import: without it Ray swaps 127.0.0.1 for the machine's outward address,
+            # where a loopback-only Ray does not listen. Not for a remote cluster: there the driver must
+            # advertise its real address.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
+        if ray.is_initialized() and self.address not in (None, "auto"):
+            joined = ray.get_runtime_context().gcs_address
+            if joined != self.address:
+                raise PipelineError(
+                    f"Ray is already initialised in this process (cluster {joined}), so it cannot join "
+                    f"{self.address}; call ray.shutdown() first, or run without an address to use it"
+                )
         if not ray.is_initialized():
             common = {"logging_level": logging.WARNING, "log_to_driver": self.log_to_driver}
             if self.address is None:
                 ray.init(num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
             else:
-                self._check_reachable()
                 try:
                     ray.init(address=self.address, **common)
                 except Exception as exc:  # noqa: BLE001 - Ray raises many types here; all mean "cannot join"
                     hint = AUTH_HINT if os.environ.get("RAY_AUTH_MODE") != "token" else ""
                     raise PipelineError(f"cannot join the Ray cluster at {self.address}: {exc}{hint}") from None
             self._owns_ray = True
+        logging.getLogger("ray._private.worker").addFilter(_QUIET)  # adding it twice is a no-op
         self._remote = ray.remote(num_returns=2)(_run_marked)
         return self._remote
 
@@ -101,11 +132,12 @@ class RayEngine:
         remote = self._connect()
         import ray
 
+        packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run
         results: dict[str, Any] = {}
         owner: dict[Any, str] = {}
         for task in plan:
             marker, result = remote.options(name=task.key, max_retries=self.retries).remote(
-                pack(task), *(results[d] for d in task.deps)
+                packer.pack(task), *(results[d] for d in task.deps)
             )
             owner[marker] = task.key
             results[task.key] = result
@@ -130,6 +162,8 @@ class RayEngine:
                     ray.cancel(marker)
                 except Exception:  # noqa: BLE001 - already finished or gone: nothing to cancel
                     pass
+            if pending:  # the caller removes the staging folder next: let cancelled tasks stop writing first
+                ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT)
             raise
 
     def close(self) -> None:
@@ -146,6 +180,21 @@ class RayEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _initialized() -> bool:
+    """Whether Ray is (still) up in this process: someone may have called ray.shutdown() since."""
+    import ray
+
+    return ray.is_initialized()
+
+
+def _on_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _get(ray: Any, ref: Any, key: str) -> Any:

@@ -25,6 +25,7 @@ class Receipt:
     stats: Stats = field(default_factory=dict)
     source: str = ""
     frame: Any = field(default=None, repr=False)  # the part itself, for in-memory sinks only
+    skipped: list[list[str]] = field(default_factory=list)  # [file, why] of chunks left out
 
 
 @dataclass
@@ -37,16 +38,20 @@ class Manifest:
     rows: int
     schema: list[list[str]]
     mode: str
+    skipped: list[list[str]] = field(default_factory=list)  # [file, why]: bad input left out
     stats: Stats = field(default_factory=dict, repr=False)
     value: Any = field(default=None, repr=False)  # the result frame, for in-memory sinks
     seconds: float = 0.0
 
     @classmethod
-    def from_receipts(cls, path: str, run_id: str, mode: str, receipts: list[Receipt]) -> "Manifest":
+    def from_receipts(
+        cls, path: str, run_id: str, mode: str, receipts: list[Receipt], skipped: list[list[str]] = ()
+    ) -> "Manifest":
         ordered = sorted(receipts, key=lambda r: (r.chunk is None, r.chunk or 0))
         schema = next((r.schema for r in ordered if r.rows), ordered[0].schema if ordered else [])
         files = [{"file": r.file, "rows": r.rows, "bytes": r.bytes, "chunk": r.chunk, "source": r.source} for r in ordered]
-        return cls(path, run_id, files, sum(r.rows for r in ordered), schema, mode, merge(r.stats for r in ordered))
+        skipped = [*skipped, *(s for r in ordered for s in r.skipped)]
+        return cls(path, run_id, files, sum(r.rows for r in ordered), schema, mode, skipped, merge(r.stats for r in ordered))
 
     def to_json(self) -> str:
         body = {k: v for k, v in asdict(self).items() if k not in ("stats", "value", "seconds")}

@@ -53,8 +53,8 @@ class MemorySink:
         df = convert(batch, "pandas")
         return Receipt(chunk, "", len(df), 0, [], stats, source, frame=df)
 
-    def commit(self, receipts: list[Receipt]) -> Manifest:
-        manifest = Manifest.from_receipts(self.path, self.run_id, "memory", receipts)
+    def commit(self, receipts: list[Receipt], skipped: list[list[str]] = ()) -> Manifest:
+        manifest = Manifest.from_receipts(self.path, self.run_id, "memory", receipts, skipped)
         ordered = sorted(receipts, key=lambda r: (r.chunk is None, r.chunk or 0))
         frames = [r.frame for r in ordered]
         manifest.value = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)

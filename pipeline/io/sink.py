@@ -37,7 +37,7 @@ class Sink(Protocol):
 
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt: ...
 
-    def commit(self, receipts: list[Receipt]) -> Manifest: ...
+    def commit(self, receipts: list[Receipt], skipped: list[list[str]] = ()) -> Manifest: ...
 
     def abort(self) -> None: ...
 
@@ -103,22 +103,22 @@ class DirectorySink(_FileOutput):
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
         return self._write(batch, self.part_name(chunk), chunk, stats, source)
 
-    def commit(self, receipts: list[Receipt]) -> Manifest:
+    def commit(self, receipts: list[Receipt], skipped: list[list[str]] = ()) -> Manifest:
         if self.mode == "append" and os.path.isdir(self.path):
-            return self._append(receipts)
-        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts)
+            return self._append(receipts, skipped)
+        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts, skipped)
         _sweep(self.staging, {r.file for r in receipts})
         write_json_atomically(os.path.join(self.staging, SUCCESS), manifest.to_json())
         self._check_destination()
         _swap_in(self.staging, self.path, self.run_id)
         return manifest
 
-    def _append(self, receipts: list[Receipt]) -> Manifest:
+    def _append(self, receipts: list[Receipt], skipped: list[list[str]]) -> Manifest:
         """Move the new parts in (names unique to this run), then rewrite the manifest to list old and new."""
         previous = Manifest.read(self.path).files if os.path.exists(os.path.join(self.path, SUCCESS)) else []
         for receipt in receipts:
             os.replace(os.path.join(self.staging, receipt.file), os.path.join(self.path, receipt.file))
-        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts)
+        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts, skipped)
         manifest.files = previous + manifest.files
         manifest.rows = sum(f["rows"] for f in manifest.files)
         write_json_atomically(os.path.join(self.path, SUCCESS), manifest.to_json())
@@ -148,8 +148,8 @@ class FileSink(_FileOutput):
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
         return self._write(batch, os.path.basename(self.path), chunk, stats, source)
 
-    def commit(self, receipts: list[Receipt]) -> Manifest:
-        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts)
+    def commit(self, receipts: list[Receipt], skipped: list[list[str]] = ()) -> Manifest:
+        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts, skipped)
         self._check_destination()
         os.replace(os.path.join(self.staging, os.path.basename(self.path)), self.path)
         write_json_atomically(sidecar(self.path), manifest.to_json())

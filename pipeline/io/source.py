@@ -21,7 +21,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.batch import Batch
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import BadInputFiles, ConfigError, InputError
+from pipeline.io.check import check_files
 
 DEFAULT_CHUNK_ROWS = 1_000_000
 FORMATS = ("parquet", "csv")
@@ -71,7 +72,9 @@ class FileSource:
     columns: Sequence[str] | None = None
     filters: Any = None  # pyarrow DNF list or Expression
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    on_bad_file: str = "error"  # or "skip": leave unreadable or mismatched files out, and list them
     schema: pa.Schema | None = None  # fixed by discover(): the schema every worker reads with
+    skipped: tuple[tuple[str, str], ...] = ()  # set by discover(): (file, why) left out
 
     def __post_init__(self) -> None:
         fmt = self.format or _format_of(self.path)
@@ -80,6 +83,8 @@ class FileSource:
         object.__setattr__(self, "format", fmt)
         if self.columns is not None:
             object.__setattr__(self, "columns", tuple(self.columns))
+        if self.on_bad_file not in ("error", "skip"):
+            raise ConfigError(f"source.on_bad_file: expected 'error' or 'skip', got {self.on_bad_file!r}")
 
     def describe(self) -> str:
         return f"{self.format} {self.path}"
@@ -90,9 +95,8 @@ class FileSource:
             return self.filters
         return pq.filters_to_expression(self.filters)
 
-    def dataset(self) -> ds.Dataset:
-        """The pyarrow dataset over every input file, hive partitions discovered."""
-        files = self.files()
+    def dataset(self, files: list[str]) -> ds.Dataset:
+        """The pyarrow dataset over `files`, hive partitions discovered."""
         base = self.path if os.path.isdir(self.path) else None
         try:
             return ds.dataset(files, format=self.format, partitioning="hive", partition_base_dir=base)
@@ -100,13 +104,18 @@ class FileSource:
             raise InputError(_bad_file(exc, files), str(exc)) from None
 
     def discover(self) -> tuple["FileSource", list[Chunk]]:
-        """List the chunks and fix the dataset schema, so every worker reads its chunk with the same columns."""
-        dataset = self.dataset()
+        """Check the files, list the chunks and fix the schema, so every worker reads alike. Bad files stop
+        the run, all named, or with `on_bad_file="skip"` are left out and listed in `skipped`."""
+        good, problems = check_files(self.files(), self.format)
+        if problems and (self.on_bad_file == "error" or not good):
+            hint = 'set [source] on_bad_file = "skip" to leave them out' if good else "no input file is usable"
+            raise BadInputFiles(problems, hint)
+        dataset = self.dataset(good)
         chunks: list[Chunk] = []
         for fragment in dataset.get_fragments(filter=self.expression):
             for row_groups, rows in self._split(fragment):
                 chunks.append(Chunk(len(chunks), fragment.path, row_groups, rows, fragment.partition_expression))
-        return replace(self, schema=dataset.schema), chunks
+        return replace(self, schema=dataset.schema, skipped=tuple(problems)), chunks
 
     def read(self, chunk: Chunk) -> pa.Table:
         try:
@@ -118,8 +127,15 @@ class FileSource:
                 fragment = ds.CsvFileFormat().make_fragment(chunk.path, _LOCAL)
             table = fragment.to_table(schema=self.schema, columns=self._columns(), filter=self.expression)
         except (pa.ArrowException, OSError) as exc:
+            if self.on_bad_file == "skip":
+                raise SkippedChunk(chunk.label, str(exc)) from None
             raise InputError(chunk.label, str(exc)) from None
         return table
+
+    def empty(self) -> pa.Table:
+        """No rows, the columns a chunk would have: what a skipped chunk contributes."""
+        schema = self.schema if self.columns is None else pa.schema([self.schema.field(c) for c in self.columns])
+        return schema.empty_table()
 
     def _columns(self) -> list[str] | None:
         return list(self.columns) if self.columns is not None else None
@@ -182,6 +198,10 @@ def _parquet_fragment(path: str, partition: Any) -> ds.ParquetFileFragment:
                 _FOOTERS.pop(next(iter(_FOOTERS)))
             _FOOTERS[key] = fragment
     return fragment
+
+
+class SkippedChunk(InputError):
+    """A chunk that could not be read while bad files are skipped: the task goes on without its rows."""
 
 
 def _walk(root: str) -> list[str]:
