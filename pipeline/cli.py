@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--workers", type=int, help="number of workers (overrides [engine] workers)")
         sub.add_argument("--address", help="cluster address for the dask or ray engine")
         sub.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+        if name == "run":
+            sub.add_argument("--resume", action="store_true", help="reuse what an interrupted run already finished")
     return parser
 
 
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]: nothing was committed")
+        console.print("[bold red]interrupted[/]: nothing was committed; `pipeline run CONFIG --resume` picks up what finished")
         return 130
 
 
@@ -75,12 +77,14 @@ def _run(job: config_module.Job, args: argparse.Namespace, console: Console) -> 
     quiet = args.quiet
     with get_engine(engine_config.name, **engine_config.options()) as engine:
         if quiet:
-            manifest = job.pipeline.run(job.source, job.sink, engine)
+            manifest = job.pipeline.run(job.source, job.sink, engine, resume=args.resume)
         else:
             with progress_bar(console, f"{job.path.name} on {engine_config.name}") as on_progress:
-                manifest = job.pipeline.run(job.source, job.sink, engine, on_progress=on_progress)
+                manifest = job.pipeline.run(job.source, job.sink, engine, on_progress=on_progress, resume=args.resume)
     if not quiet:
         Console().print(summary(manifest))
+    if manifest.reused:
+        console.print(f"resumed: {manifest.reused} chunk(s) reused from the interrupted run", highlight=False)
     for path, why in manifest.skipped:
         console.print(f"[yellow]skipped[/] {escape(path)}: {escape(why)}", highlight=False)
     return 0

@@ -66,12 +66,14 @@ class Pipeline:
         workers: int | None = None,
         mode: str = "error",
         on_progress: Callable[[Plan], Callable] | None = None,
+        resume: bool = False,
     ) -> Manifest:
-        """Run over `source` (a path or Source) into `sink` (a path or Sink); returns the committed manifest."""
+        """Run over `source` (a path or Source) into `sink` (a path or Sink); returns the committed manifest.
+        `resume=True` reuses the chunks an interrupted run into the same output already finished."""
         from pipeline.run import execute
 
         self.validate()
-        return execute(self, _as_source(source), _as_sink(sink, mode), engine, workers, on_progress)
+        return execute(self, _as_source(source), _as_sink(sink, mode), engine, workers, on_progress, resume)
 
     def run_frame(
         self,

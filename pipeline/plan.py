@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipeline import tasks
+from pipeline.checkpoint import Checkpoint, fingerprints
 from pipeline.io.sink import Sink
 from pipeline.io.source import Chunk, Source
 from pipeline.stage import Stage
@@ -99,25 +100,34 @@ def project(source: Source, stages: tuple[Stage, ...]) -> Source:
 
 
 def compile_plan(
-    stages: tuple[Stage, ...], source: Source, chunks: list[Chunk], sink: Sink, fan_in: int = DEFAULT_FAN_IN
+    stages: tuple[Stage, ...],
+    source: Source,
+    chunks: list[Chunk],
+    sink: Sink,
+    fan_in: int = DEFAULT_FAN_IN,
+    resume: bool = False,
 ) -> Plan:
-    """Build the task graph; `source` and `sink` must already be prepared (discovered, staged)."""
+    """Build the task graph; `source` and `sink` must already be prepared (discovered, staged). Chunk tasks
+    checkpoint into the sink's staging folder; with `resume`, chunks already finished there are reused."""
     before, reducer, after = split(stages)
     source = project(source, stages)
     names = "+".join(s.name for s in before)
     chain = f"read+{names}" if names else "read"
-    graph: dict[str, Task] = {}
     if reducer is None:
-        for chunk in chunks:
-            key = f"chunk-{chunk.index:05d}"
-            args = (source, chunk, before, sink)
-            graph[key] = Task(key, tasks.write_chunk, args, f"{chain}+write", chunk.index, chunk.label)
+        label, run, last = f"{chain}+write", tasks.write_chunk, sink
     else:
-        for chunk in chunks:
-            key = f"chunk-{chunk.index:05d}"
-            label = f"{chain}+{reducer.name}:partial"
-            args = (source, chunk, before, reducer)
-            graph[key] = Task(key, tasks.partial_chunk, args, label, chunk.index, chunk.label)
+        label, run, last = f"{chain}+{reducer.name}:partial", tasks.partial_chunk, reducer
+    staging = getattr(sink, "staging", None)
+    fingerprint = fingerprints((*before, *([reducer] if reducer else [])), source, label) if staging else None
+    graph: dict[str, Task] = {}
+    for chunk in chunks:
+        key = f"chunk-{chunk.index:05d}"
+        checkpoint = Checkpoint(staging, key, fingerprint(chunk)) if fingerprint and chunk.data is None else None
+        if resume and checkpoint is not None and checkpoint.done():
+            graph[key] = Task(key, tasks.reuse, (checkpoint,), "reuse", chunk.index, chunk.label)
+        else:
+            graph[key] = Task(key, run, (source, chunk, before, last, checkpoint), label, chunk.index, chunk.label)
+    if reducer is not None:
         level, layer = 1, list(graph)
         while len(layer) > 1:
             next_layer = []

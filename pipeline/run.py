@@ -21,6 +21,7 @@ from pipeline.engines import Engine, get_engine
 from pipeline.errors import ConfigError
 from pipeline.io import Manifest, Sink, Source
 from pipeline.io.lock import output_lock
+from pipeline import tasks
 from pipeline.plan import Plan, compile_plan, split
 
 if TYPE_CHECKING:
@@ -39,25 +40,32 @@ def execute(
     engine: str | Engine,
     workers: int | None = None,
     on_progress: Callable[[Plan], Callable] | None = None,
+    resume: bool = False,
 ) -> Manifest:
+    """Run and commit. With `resume`, the newest staging folder an interrupted run left for this output is
+    taken over and its finished chunks reused (see `pipeline.checkpoint`)."""
     started = time.perf_counter()
     source, chunks = source.discover()
     _refuse_overlap(source, sink)
     single = split(pipeline.stages)[1] is not None
     with output_lock(sink.path) if _on_disk(sink) else contextlib.nullcontext():
-        staged = sink.for_run(new_run_id(), single)
+        earlier = sink.unfinished_run() if resume else None
+        staged = sink.for_run(earlier or new_run_id(), single, resume=earlier is not None)
         try:
-            plan = compile_plan(pipeline.stages, source, chunks, staged)
+            plan = compile_plan(pipeline.stages, source, chunks, staged, resume=earlier is not None)
             on_done = on_progress(plan) if on_progress else None
             if isinstance(engine, str):
                 with get_engine(engine, workers=workers) as owned:
                     manifest = owned.run(plan, on_done)
             else:
                 manifest = engine.run(plan, on_done)
+        except KeyboardInterrupt:
+            raise  # staging kept: `--resume` picks up what finished
         except BaseException:
             staged.abort()
             raise
     manifest.seconds = time.perf_counter() - started
+    manifest.reused = sum(1 for task in plan if task.fn is tasks.reuse)
     return manifest
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 
 from pipeline.batch import Batch, convert, rows
+from pipeline.checkpoint import Checkpoint
 from pipeline.errors import PipelineError, StageError
 from pipeline.io.manifest import Manifest, Receipt
 from pipeline.io.sink import Sink
@@ -56,13 +57,17 @@ def _read(source: Source, chunk: Chunk, stats: Stats, skipped: list[list[str]]) 
     return batch
 
 
-def write_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink) -> Receipt:
+def write_chunk(
+    source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink, checkpoint: Checkpoint | None = None
+) -> Receipt:
     """Read one chunk, run the fused per-chunk stages, write the part to staging."""
     stats: Stats = {}
     skipped: list[list[str]] = []
     batch = _apply(stages, _read(source, chunk, stats, skipped), chunk.index, chunk.label, stats)
     receipt = _write(sink, batch, chunk.index, chunk.label, stats)
     receipt.skipped = skipped
+    if checkpoint is not None:
+        checkpoint.save(receipt)
     return receipt
 
 
@@ -74,7 +79,9 @@ def _write(sink: Sink, batch: Batch, chunk: int | None, source: str, stats: Stat
     return receipt
 
 
-def partial_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage) -> Partial:
+def partial_chunk(
+    source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage, checkpoint: Checkpoint | None = None
+) -> Partial:
     """Read one chunk, run the fused per-chunk stages, reduce it to the reducer's partial."""
     stats: Stats = {}
     skipped: list[list[str]] = []
@@ -86,7 +93,15 @@ def partial_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer
     except Exception as exc:
         raise StageError.from_exception(exc, reducer.name, chunk.index, chunk.label) from None
     stats[reducer.name] = StageCount(rows(batch), 0, time.perf_counter() - started, 1)
-    return Partial(value, stats, skipped)
+    partial = Partial(value, stats, skipped)
+    if checkpoint is not None:
+        checkpoint.save(partial)
+    return partial
+
+
+def reuse(checkpoint: Checkpoint) -> Any:
+    """A chunk an interrupted run already finished: its receipt or partial, read back from staging."""
+    return checkpoint.load()
 
 
 def combine(reducer: Stage, *parts: Partial) -> Partial:

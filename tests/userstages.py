@@ -35,3 +35,13 @@ def die_always(df: pd.DataFrame) -> pd.DataFrame:
 
     os.kill(os.getpid(), signal.SIGKILL)
     return df
+
+
+def slow_logged(df: pd.DataFrame, log: str, seconds: float = 0.2) -> pd.DataFrame:
+    """Record which chunk (by its first id) was processed, slowly: room to kill the run in the middle."""
+    import time
+
+    time.sleep(seconds)
+    with open(log, "a") as fh:
+        fh.write(f"{int(df['id'].iloc[0])}\n")
+    return df

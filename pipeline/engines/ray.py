@@ -102,7 +102,10 @@ class RayEngine:
         if not ray.is_initialized():
             common = {"logging_level": logging.WARNING, "log_to_driver": self.log_to_driver}
             if self.address is None:
-                ray.init(num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+                # "local": always a new private instance, never one RAY_ADDRESS or `ray start` points at.
+                ray.init(
+                    "local", num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **common
+                )
             else:
                 try:
                     ray.init(address=self.address, **common)

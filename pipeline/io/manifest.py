@@ -42,6 +42,7 @@ class Manifest:
     stats: Stats = field(default_factory=dict, repr=False)
     value: Any = field(default=None, repr=False)  # the result frame, for in-memory sinks
     seconds: float = 0.0
+    reused: int = 0  # chunks taken from an interrupted run's staging (resume)
 
     @classmethod
     def from_receipts(
@@ -54,7 +55,7 @@ class Manifest:
         return cls(path, run_id, files, sum(r.rows for r in ordered), schema, mode, skipped, merge(r.stats for r in ordered))
 
     def to_json(self) -> str:
-        body = {k: v for k, v in asdict(self).items() if k not in ("stats", "value", "seconds")}
+        body = {k: v for k, v in asdict(self).items() if k not in ("stats", "value", "seconds", "reused")}
         return json.dumps(body, indent=2, default=str)
 
     @classmethod

@@ -46,8 +46,11 @@ class MemorySink:
     path: str = "<memory>"
     run_id: str = field(default="")
 
-    def for_run(self, run_id: str, single: bool) -> "MemorySink":
+    def for_run(self, run_id: str, single: bool, resume: bool = False) -> "MemorySink":
         return MemorySink(self.path, run_id)
+
+    def unfinished_run(self) -> str | None:
+        return None
 
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
         df = convert(batch, "pandas")

@@ -33,7 +33,9 @@ class Sink(Protocol):
 
     path: str
 
-    def for_run(self, run_id: str, single: bool) -> "Sink": ...
+    def for_run(self, run_id: str, single: bool, resume: bool = False) -> "Sink": ...
+
+    def unfinished_run(self) -> str | None: ...
 
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt: ...
 
@@ -66,6 +68,21 @@ class _FileOutput:
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
 
+    def unfinished_run(self) -> str | None:
+        """The run id of the newest staging folder an interrupted run left for this output, if any."""
+        folder, name = os.path.split(self.path)
+        prefix = f".{name}.staging-"
+        if not os.path.isdir(folder):
+            return None
+        runs = sorted(entry[len(prefix) :] for entry in os.listdir(folder) if entry.startswith(prefix))
+        return runs[-1] if runs else None
+
+    def _stage(self, run_id: str, resume: bool) -> "_FileOutput":
+        sink = replace(self, run_id=run_id)
+        sink._check_destination()
+        os.makedirs(sink.staging, exist_ok=resume)
+        return sink
+
     def _check_destination(self) -> None:
         if self.mode == "error" and _non_empty(self.path):
             raise SinkError(f"output {self.path} already exists (sink.mode = 'error'); use 'overwrite' or 'append'")
@@ -88,13 +105,10 @@ class _FileOutput:
 class DirectorySink(_FileOutput):
     """A directory of `part-NNNNN.<format>` files, one per chunk, and a `_SUCCESS` manifest."""
 
-    def for_run(self, run_id: str, single: bool = False) -> "DirectorySink":
-        sink = replace(self, run_id=run_id)
+    def for_run(self, run_id: str, single: bool = False, resume: bool = False) -> "DirectorySink":
         if os.path.isfile(self.path):
             raise SinkError(f"output {self.path} is a file; a per-chunk pipeline writes a directory")
-        sink._check_destination()
-        os.makedirs(sink.staging)
-        return sink
+        return self._stage(run_id, resume)
 
     def part_name(self, chunk: int | None) -> str:
         prefix = f"part-{self.run_id}-" if self.mode == "append" else "part-"
@@ -130,7 +144,7 @@ class DirectorySink(_FileOutput):
 class FileSink(_FileOutput):
     """One output file (the result of a reduction), with its manifest in `<name>._SUCCESS` beside it."""
 
-    def for_run(self, run_id: str, single: bool = True) -> "FileSink":
+    def for_run(self, run_id: str, single: bool = True, resume: bool = False) -> "FileSink":
         if not single:
             raise ConfigError(
                 f"sink.path: {self.path} names one file, but this pipeline writes one part per chunk; "
@@ -140,10 +154,7 @@ class FileSink(_FileOutput):
             raise ConfigError("sink.mode: 'append' needs a directory output; a single file can only be replaced")
         if os.path.isdir(self.path):
             raise SinkError(f"output {self.path} is a directory; expected a file path")
-        sink = replace(self, run_id=run_id)
-        sink._check_destination()
-        os.makedirs(sink.staging)
-        return sink
+        return self._stage(run_id, resume)
 
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
         return self._write(batch, os.path.basename(self.path), chunk, stats, source)

@@ -1,0 +1,90 @@
+"""Resume: each chunk task records what it finished in the staging folder, under a fingerprint of
+everything its result depends on — the stage chain's code and params, the source settings, and the
+chunk's file (path, size, modification time, row groups). A resumed run reuses a chunk only when the
+fingerprint still matches, so a changed stage invalidates every chunk and a changed file only its own.
+
+    staging/chunk-00003.done    {"fingerprint": "..."}   written last: the result below is complete
+    staging/chunk-00003.value   the receipt or partial aggregate (cloudpickle)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from pipeline.io.manifest import write_json_atomically
+from pipeline.io.source import Chunk, Source
+from pipeline.stage import Stage
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    folder: str
+    name: str
+    fingerprint: str
+
+    @property
+    def marker(self) -> str:
+        return os.path.join(self.folder, f"{self.name}.done")
+
+    @property
+    def value_path(self) -> str:
+        return os.path.join(self.folder, f"{self.name}.value")
+
+    def save(self, value: Any) -> None:
+        """Record a finished result: the value first, then the marker that vouches for it."""
+        tmp = f"{self.value_path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            fh.write(cloudpickle.dumps(value))
+        os.replace(tmp, self.value_path)
+        write_json_atomically(self.marker, json.dumps({"fingerprint": self.fingerprint}))
+
+    def done(self) -> bool:
+        """Whether an earlier attempt finished this exact work (cheap: reads only the marker)."""
+        try:
+            with open(self.marker) as fh:
+                return json.load(fh).get("fingerprint") == self.fingerprint
+        except (OSError, ValueError):
+            return False
+
+    def load(self) -> Any:
+        with open(self.value_path, "rb") as fh:
+            return cloudpickle.loads(fh.read())
+
+
+def fingerprints(stages: Sequence[Stage], source: Source, kind: str) -> Callable[[Chunk], str]:
+    """fingerprint(chunk): a digest of everything a chunk task's result depends on. What all chunks share
+    (code, params, source settings) is digested once."""
+    shared = [kind, source_settings(source), *([s.name, code_digest(s.fn), _params(s.params)] for s in stages)]
+    base = hashlib.sha256(json.dumps(shared, default=repr).encode()).hexdigest()
+    return lambda chunk: hashlib.sha256(json.dumps([base, _chunk_identity(chunk)]).encode()).hexdigest()
+
+
+def code_digest(fn: Any) -> str:
+    """The function's source when it has one, else its pickled form."""
+    try:
+        code: bytes = inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        code = cloudpickle.dumps(fn)
+    return hashlib.sha256(code).hexdigest()
+
+
+def source_settings(source: Source) -> list[Any]:
+    return [type(source).__name__, getattr(source, "format", None), list(source.columns or []),
+            repr(getattr(source, "filters", None)), str(getattr(source, "schema", None))]
+
+
+def _chunk_identity(chunk: Chunk) -> list[Any]:
+    stat = os.stat(chunk.path)
+    return [chunk.path, stat.st_size, stat.st_mtime_ns, list(chunk.row_groups or [])]
+
+
+def _params(params: Any) -> str:
+    return json.dumps(params, sort_keys=True, default=repr)
