@@ -181,7 +181,9 @@ def _security(options: Mapping[str, Any] | None) -> Security | None:
         return None
     unknown = set(options) - SECURITY_KEYS
     if unknown:
-        raise ConfigError(f"engine.security: unknown key(s) {', '.join(sorted(unknown))}; expected {SECURITY_KEYS}")
+        raise ConfigError(
+            f"engine.security: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(SECURITY_KEYS))}"
+        )
     files = {"ca_file": "tls_ca_file", "cert_file": "tls_client_cert", "key_file": "tls_client_key"}
     for key in files:
         if key not in options:
