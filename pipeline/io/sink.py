@@ -92,10 +92,11 @@ class _FileOutput:
         target = os.path.join(self.staging, name)
         tmp = f"{target}.tmp-{os.getpid()}-{threading.get_ident()}"
         table = to_arrow(batch)
-        if self.format == "parquet":
-            pq.write_table(table, tmp)
-        else:
-            pacsv.write_csv(table, tmp)
+        with open(tmp, "wb") as handle:  # fails if the staging folder is gone (an aborted run): never recreated
+            if self.format == "parquet":
+                pq.write_table(table, handle)
+            else:
+                pacsv.write_csv(table, handle)
         os.replace(tmp, target)
         schema = [[f.name, str(f.type)] for f in table.schema]
         return Receipt(chunk, name, table.num_rows, os.path.getsize(target), schema, stats, source)
