@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline import config
+from pipeline.engines import ENGINES
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = str(Path(sys.executable).parent / "pipeline")
@@ -42,7 +43,7 @@ def whole_table_answer(config_path: Path) -> pd.DataFrame:
     return df
 
 
-@pytest.mark.parametrize("engine", ["sync", "threads", "processes"])
+@pytest.mark.parametrize("engine", list(ENGINES))
 def test_flights_job_gives_the_whole_table_answer(flights_project: Path, tmp_path: Path, engine: str):
     out = tmp_path / "delays.parquet"
     result = cli(
@@ -55,6 +56,37 @@ def test_flights_job_gives_the_whole_table_answer(flights_project: Path, tmp_pat
     got = pd.read_parquet(out)
     assert len(got) == 185
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def taxi_project(flights_project: Path) -> Path:
+    """The taxi example over a small generated data set (200,000 trips in 4 files)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from make_taxi import generate_taxi
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    generate_taxi(str(flights_project / "data" / "taxi"), rows=200_000, files=4, seed=0, row_group_rows=25_000)
+    return flights_project
+
+
+@pytest.fixture(scope="module")
+def taxi_reference(taxi_project: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    out = tmp_path_factory.mktemp("taxi") / "sync.parquet"
+    result = cli("run", str(taxi_project / "configs" / "taxi.toml"), "--engine", "sync", "--quiet",
+                 "--set", f'sink.path="{out}"', cwd=taxi_project)
+    assert result.returncode == 0, result.stderr
+    return pd.read_parquet(out)
+
+
+@pytest.mark.parametrize("engine", [name for name in ENGINES if name != "sync"])
+def test_taxi_job_is_identical_on_every_engine(taxi_project: Path, taxi_reference: pd.DataFrame, tmp_path, engine):
+    out = tmp_path / "taxi.parquet"
+    result = cli("run", str(taxi_project / "configs" / "taxi.toml"), "--engine", engine, "--workers", "2", "--quiet",
+                 "--set", f'sink.path="{out}"', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(taxi_reference) > 100
+    pd.testing.assert_frame_equal(pd.read_parquet(out), taxi_reference, check_exact=False, rtol=1e-12)
 
 
 def test_per_chunk_job_writes_a_committed_directory(flights_project: Path, tmp_path: Path):

@@ -187,19 +187,18 @@ def test_failure_returns_only_when_nothing_still_writes(
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.staging-*"))
 
 
-def test_workers_cannot_import_the_user_module(dist_engine: Engine, user_stages: ModuleType) -> None:
+@pytest.mark.parametrize("dist_engine", ["dask-cluster", "ray-cluster"], indirect=True)
+def test_cluster_workers_cannot_import_the_user_module(dist_engine: Engine, user_stages: ModuleType) -> None:
     """What makes the by-value checks above meaningful: the cluster's workers only have what is installed."""
     name = user_stages.__name__
-    if dist_engine.name == "dask" and dist_engine.address:
+    if dist_engine.name == "dask":
         found = dist_engine._connect().run(importlib.util.find_spec, name)
         assert len(found) == 2 and set(found.values()) == {None}
-    elif dist_engine.name == "ray" and dist_engine.address:
+    else:
         import ray
 
         dist_engine._connect()
         assert ray.get(ray.remote(importlib.util.find_spec).remote(name)) is None
-    else:
-        pytest.skip("local engines share the driver's machine and paths")
 
 
 def test_unreachable_dask_scheduler() -> None:
