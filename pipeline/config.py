@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import cloudpickle
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from pipeline.engines import ENGINES
 from pipeline.errors import ConfigError
@@ -64,6 +64,7 @@ class EngineConfig(_Section):
     address: str | None = None
     backend: str | None = None
     retries: int | None = Field(default=None, ge=0)  # lost-worker retries per task; engine default
+    connect_timeout: PositiveFloat | None = None  # seconds to reach a cluster by address
     security: SecurityConfig | None = None
 
     @field_validator("name")
