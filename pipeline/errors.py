@@ -59,21 +59,28 @@ Frame = tuple[str, int, str]  # file, line number, function
 class StageError(PipelineError):
     """A user's stage raised: names the stage, the chunk, its input file and the user's own traceback."""
 
-    def __init__(self, stage: str, chunk: int | None, source: str, error: str, frames: list[Frame]) -> None:
-        where = f"stage '{stage}' failed"
-        if chunk is not None:
-            where += f" on chunk {chunk}"
-        if source:
-            where += f" (input {source})"
-        super().__init__(f"{where}: {error}" + ("\n" + _format(frames) if frames else ""))
+    def __init__(
+        self, stage: str, chunk: int | None, source: str, error: str, frames: list[Frame], attempts: int = 1
+    ) -> None:
+        super().__init__(stage, chunk, source, error)
         self.stage, self.chunk, self.source, self.error, self.frames = stage, chunk, source, error, frames
+        self.attempts = attempts  # the scheduler counts runs lost to dead workers; the stage's own error is final
+
+    def __str__(self) -> str:
+        where = f"stage '{self.stage}' failed"
+        if self.chunk is not None:
+            where += f" on chunk {self.chunk}"
+        if self.source:
+            where += f" (input {self.source})"
+        where += f", attempt {self.attempts}" + (" (not retried: the stage itself raised)" if self.attempts == 1 else "")
+        return f"{where}: {self.error}" + ("\n" + _format(self.frames) if self.frames else "")
 
     @property
     def user_traceback(self) -> str:
         return _format(self.frames)
 
     def __reduce__(self):
-        return (type(self), (self.stage, self.chunk, self.source, self.error, self.frames))
+        return (type(self), (self.stage, self.chunk, self.source, self.error, self.frames, self.attempts))
 
     @classmethod
     def from_exception(cls, exc: BaseException, stage: str, chunk: int | None, source: str) -> "StageError":

@@ -180,7 +180,7 @@ def test_failing_stage_exits_1_naming_stage_chunk_file_and_user_code(dataset: Pa
     (tmp_path / "out" / "keep.txt").write_text("yesterday's output")
     result = cli("run", str(path), "--quiet", "--set", 'sink.mode="overwrite"', cwd=Path("/"))
     assert result.returncode == 1
-    assert "stage 'keep' failed on chunk 3 (input" in result.stderr
+    assert "stage 'keep' failed on chunk 3 (input" in result.stderr and "attempt 1 (not retried" in result.stderr
     assert "data-003.parquet" in result.stderr and "RuntimeError: bad batch" in result.stderr
     assert "mymod.py\", line 6, in explode" in result.stderr and "raise RuntimeError('bad batch')" in result.stderr
     assert "Traceback" not in result.stderr and "pipeline/tasks.py" not in result.stderr

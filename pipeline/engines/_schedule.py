@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, StageError
 from pipeline.plan import Plan, Ref, Task
 
 
@@ -67,6 +67,8 @@ def run_plan(
                     results[key] = future.result()
                 except BaseException as exc:
                     if recover is None or not recover(exc):
+                        if isinstance(exc, StageError):
+                            exc.attempts = attempts.get(key, 0) + 1
                         raise
                     attempts[key] = attempts.get(key, 0) + 1
                     if attempts[key] > retries:
