@@ -22,7 +22,7 @@ def parts(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.mark.parametrize("engine_name", ["processes"])
+@pytest.mark.parametrize("engine_name", ["processes", "dask", "ray"])
 def test_killed_worker_is_retried_and_output_is_exact(dataset: Path, tmp_path: Path, engine_name: str):
     source = FileSource(str(dataset), chunk_rows=500)
     clean = Pipeline().then(userstages.add_speed)

@@ -35,6 +35,9 @@ from pipeline.plan import Plan, Task
 CONNECT_TIMEOUT = 10.0
 CANCEL_WAIT = 30.0
 SECURITY_KEYS = {"ca_file", "cert_file", "key_file", "require_encryption"}
+# `retries` is accepted for configs shared across engines, but a task whose worker died is re-run by the
+# Dask scheduler itself (`distributed.scheduler.allowed-failures`, 3 by default); Dask's own task `retries`
+# would also re-run a stage that raised, which must stay final.
 OPTIONS = {"security", "retries", "connect_timeout", "client"}
 
 
@@ -49,7 +52,6 @@ class DaskEngine:
             raise ConfigError(f"engine: unknown option(s) for the dask engine: {', '.join(sorted(unknown))}")
         self.workers = workers or os.cpu_count() or 1
         self.address = address
-        self.retries = int(options.get("retries", 0))
         self.connect_timeout = float(options.get("connect_timeout", CONNECT_TIMEOUT))
         self.security = _security(options.get("security"))
         self._client: distributed.Client | None = options.get("client")
@@ -107,7 +109,6 @@ class DaskEngine:
                 *(futures[d] for d in task.deps),
                 key=dask_key,
                 pure=False,
-                retries=self.retries,
                 priority=depth[task.key],  # ready combines before new chunks: partials merge early
             )
         output = futures[plan.output]

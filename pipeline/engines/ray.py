@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.engines._payload import Packer, Payload, run_packed
+from pipeline.engines.local import DEFAULT_RETRIES
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
@@ -69,7 +70,8 @@ class RayEngine:
             raise ConfigError(f"engine: unknown option(s) for the ray engine: {', '.join(sorted(unknown))}")
         self.workers = workers or os.cpu_count() or 1
         self.address = address
-        self.retries = int(options.get("retries", 0))
+        # Ray's max_retries re-runs a task whose worker died; a stage's own exception is never retried
+        self.retries = int(options.get("retries", DEFAULT_RETRIES))
         self.connect_timeout = float(options.get("connect_timeout", CONNECT_TIMEOUT))
         self.log_to_driver = bool(options.get("log_to_driver", True))
         self._owns_ray = False
