@@ -28,7 +28,7 @@ from distributed.scheduler import KilledWorker
 from distributed.security import Security
 
 from pipeline.engines._payload import Packer, run_packed
-from pipeline.engines.local import _main_hidden
+from pipeline.engines.local import _main_hidden, children_ignore_sigint
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
@@ -79,7 +79,7 @@ class DaskEngine:
     def _start_local(self) -> distributed.Client:
         # Hide the user's script from spawned workers, as the processes engine does: scripts and
         # notebooks rarely guard their top level with `if __name__ == "__main__"`.
-        with _main_hidden():
+        with _main_hidden(), children_ignore_sigint():
             self._cluster = distributed.LocalCluster(
                 n_workers=self.workers,
                 threads_per_worker=1,

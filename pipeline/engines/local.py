@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from multiprocessing import context as mp_context
 from multiprocessing import popen_forkserver
@@ -103,9 +105,24 @@ def _main_hidden() -> Iterator[None]:
         main.__dict__.update({name: value for name, value in saved.items() if value is not None})
 
 
+@contextlib.contextmanager
+def children_ignore_sigint() -> Iterator[None]:
+    """Processes started inside ignore Ctrl-C (an ignored signal stays ignored across fork and exec): the
+    terminal sends SIGINT to the whole process group, and the driver alone should handle it — cancel,
+    shut its workers and clusters down, report once — rather than every worker printing a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _Popen(popen_forkserver.Popen):
     def _launch(self, process_obj: object) -> None:
-        with _main_hidden():
+        with _main_hidden(), children_ignore_sigint():
             super()._launch(process_obj)
 
 

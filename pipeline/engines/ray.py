@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.engines._payload import Packer, Payload, run_packed
-from pipeline.engines.local import DEFAULT_RETRIES
+from pipeline.engines.local import DEFAULT_RETRIES, children_ignore_sigint
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
@@ -105,9 +105,10 @@ class RayEngine:
             common = {"logging_level": logging.WARNING, "log_to_driver": self.log_to_driver}
             if self.address is None:
                 # "local": always a new private instance, never one RAY_ADDRESS or `ray start` points at.
-                ray.init(
-                    "local", num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **common
-                )
+                with children_ignore_sigint():
+                    ray.init(
+                        "local", num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **common
+                    )
             else:
                 try:
                     ray.init(address=self.address, **common)

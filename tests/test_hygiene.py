@@ -1,0 +1,84 @@
+"""Nothing is left running: Ctrl-C (SIGINT to the whole foreground process group, as a terminal sends it)
+stops a run on every engine that starts processes, with every worker and cluster process it started gone
+and nothing committed; and a large run of many small files leaks no file handles or processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline import Pipeline
+from pipeline.engines import get_engine
+from pipeline.io import FileSource
+
+PIPELINE = str(Path(sys.executable).parent / "pipeline")
+TESTS = Path(__file__).resolve().parent
+
+
+def wait_gone(processes: list[psutil.Process], timeout: float = 30) -> list[psutil.Process]:
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    return alive
+
+
+@pytest.mark.parametrize("engine", ["processes", "dask", "ray"])
+def test_ctrl_c_stops_everything_the_run_started(dataset: Path, tmp_path: Path, engine: str):
+    shutil.copy(TESTS / "userstages.py", tmp_path / "userstages.py")
+    log, out = tmp_path / "log.txt", tmp_path / "out"
+    config = tmp_path / "job.toml"
+    config.write_text(
+        f'[source]\npath = "{dataset}"\nchunk_rows = 500\n'
+        f'[[stages]]\nname = "slow"\nuses = "userstages:slow_logged"\nparams = {{ log = "{log}", seconds = 1.0 }}\n'
+        f'[sink]\npath = "{out}"\n[engine]\nname = "{engine}"\nworkers = 2\n'
+    )
+    run = subprocess.Popen([PIPELINE, "run", str(config), "--quiet"], start_new_session=True,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline and run.poll() is None:
+        time.sleep(0.1)
+    assert run.poll() is None, run.stderr.read()
+    started = psutil.Process(run.pid).children(recursive=True)
+    assert started  # workers (and, for dask and ray, cluster processes) are running
+    os.killpg(run.pid, signal.SIGINT)
+    stderr = run.communicate(timeout=120)[1]
+    assert run.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert wait_gone(started) == []
+    assert not out.exists()
+
+
+def test_ten_thousand_chunks_leak_no_handles_or_processes(table, tmp_path: Path):
+    """1,000 files of 10 row groups each: 10,000 chunks through the processes engine."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    small = pa.Table.from_pandas(table.head(50), preserve_index=False)
+    for i in range(1000):
+        pq.write_table(small, folder / f"f{i:04d}.parquet", row_group_size=5)
+    me = psutil.Process()
+    handles_before = me.num_fds()
+    children_before = set(me.children(recursive=True))
+    from stages.analyze import aggregate
+
+    pipeline = Pipeline().then(aggregate, by=["carrier"], aggs={"n": ["id", "count"], "total": ["distance", "sum"]})
+    with get_engine("processes", workers=2) as engine:
+        manifest = pipeline.run(FileSource(str(folder), chunk_rows=5), str(tmp_path / "agg.parquet"), engine)
+        workers = [p for p in me.children(recursive=True) if p not in children_before]
+        peak = sum(p.memory_info().rss for p in [me, *workers])
+        # direct children are the forkserver and its resource tracker: one each per driver process, reused by
+        # every run; the workers are forked from the forkserver
+        helpers = [p for p in workers if p.ppid() == me.pid]
+    assert manifest.stats["read"].chunks == 10_000 and manifest.stats["read"].rows_in == 50_000
+    assert len(helpers) <= 2 and len(workers) - len(helpers) == 2
+    assert wait_gone([p for p in workers if p not in helpers]) == []
+    assert me.num_fds() <= handles_before + 2  # nothing held open per file or chunk
+    assert peak < 2 * 1024**3  # driver and two workers together, for 10,000 chunks
