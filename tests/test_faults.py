@@ -50,13 +50,16 @@ def test_worker_that_keeps_dying_is_named_after_the_retries(dataset: Path, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_poison_pill_is_not_retried_and_leaves_committed_output(dataset: Path, tmp_path: Path):
+@pytest.mark.parametrize("engine_name", ["processes", "dask", "ray"])
+def test_poison_pill_is_not_retried_and_leaves_committed_output(dataset: Path, tmp_path: Path, engine_name: str):
     out = tmp_path / "out"
     Pipeline().then(userstages.add_speed).run(str(dataset), str(out), "processes")
     before = {name: (out / name).read_bytes() for name in parts(out)}
     poisoned = Pipeline().then(userstages.fail_on, name="poison", bad_id=5999)
-    with pytest.raises(StageError, match="stage 'poison' failed on chunk 3 .*data-003.parquet"):
-        poisoned.run(str(dataset), str(out), "processes", mode="overwrite")
+    with get_engine(engine_name, workers=2) as engine, pytest.raises(StageError) as caught:
+        poisoned.run(str(dataset), str(out), engine, mode="overwrite")
+    assert "stage 'poison' failed on chunk 3 (input" in str(caught.value) and "data-003.parquet" in str(caught.value)
+    assert caught.value.attempts == 1 and "not retried" in str(caught.value)
     assert {name: (out / name).read_bytes() for name in parts(out)} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
