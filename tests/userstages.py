@@ -28,12 +28,11 @@ def die_once(df: pd.DataFrame, marker: str, bad_id: int) -> pd.DataFrame:
     return df
 
 
-def die_always(df: pd.DataFrame) -> pd.DataFrame:
-    """SIGKILL the worker running this stage, every time: a reader or extension that crashes its process."""
-    import os
-    import signal
+def segfault(df: pd.DataFrame) -> pd.DataFrame:
+    """Crash the worker with a real segmentation fault, every time: a reader or extension gone wrong."""
+    import ctypes
 
-    os.kill(os.getpid(), signal.SIGKILL)
+    ctypes.string_at(0)
     return df
 
 
