@@ -43,7 +43,11 @@ def execute(
     resume: bool = False,
 ) -> Manifest:
     """Run and commit. With `resume`, the newest staging folder an interrupted run left for this output is
-    taken over and its finished chunks reused (see `pipeline.checkpoint`)."""
+    taken over and its finished chunks reused (see `pipeline.checkpoint`). An engine given by name is
+    started first, so its workers come up while the chunks are listed, and stopped at the end."""
+    if isinstance(engine, str):
+        with get_engine(engine, workers=workers) as owned:
+            return execute(pipeline, source, sink, owned, workers, on_progress, resume)
     started = time.perf_counter()
     source, chunks = source.discover()
     _refuse_overlap(source, sink)
@@ -53,12 +57,7 @@ def execute(
         staged = sink.for_run(earlier or new_run_id(), single, resume=earlier is not None)
         try:
             plan = compile_plan(pipeline.stages, source, chunks, staged, resume=earlier is not None)
-            on_done = on_progress(plan) if on_progress else None
-            if isinstance(engine, str):
-                with get_engine(engine, workers=workers) as owned:
-                    manifest = owned.run(plan, on_done)
-            else:
-                manifest = engine.run(plan, on_done)
+            manifest = engine.run(plan, on_progress(plan) if on_progress else None)
         except KeyboardInterrupt:
             raise  # staging kept: `--resume` picks up what finished
         except BaseException:

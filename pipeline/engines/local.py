@@ -122,7 +122,7 @@ def children_ignore_sigint() -> Iterator[None]:
 
 class _Popen(popen_forkserver.Popen):
     def _launch(self, process_obj: object) -> None:
-        with _main_hidden(), children_ignore_sigint():
+        with _main_hidden():
             super()._launch(process_obj)
 
 
@@ -138,16 +138,47 @@ class _WorkerContext(mp_context.ForkServerContext):
     Process = _WorkerProcess
 
 
+def _ignore_sigint() -> None:
+    """In each worker: Ctrl-C reaches the whole process group, and only the driver should act on it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _warm(executor: Executor, workers: int) -> None:
+    """Have every worker process started and ready (the pool otherwise starts them one submit at a time)."""
+    try:
+        for future in [executor.submit(os.getpid) for _ in range(workers * 2)]:
+            future.result()
+    except Exception:  # noqa: BLE001 - a broken pool is reported by the run that uses it
+        pass
+
+
 class ProcessesEngine(_LocalEngine):
     """Worker processes from a forkserver preloaded with pandas and pyarrow: quick to start, and safe
     where a plain fork of a threaded driver (progress bar, Arrow thread pools) is not."""
 
     name = "processes"
 
+    def __init__(self, workers: int | None = None, **options: Any) -> None:
+        super().__init__(workers, **options)
+        self._warming: threading.Thread | None = None
+
     def _make_executor(self) -> Executor:
         context = _WorkerContext()
         context.set_forkserver_preload(["pandas", "pyarrow", "pipeline.tasks"])
-        return ProcessPoolExecutor(self.workers, mp_context=context)
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_ignore_sigint)
+
+    def __enter__(self) -> "ProcessesEngine":
+        """Start the workers in the background, while the driver lists chunks and compiles the plan."""
+        executor = self._executor_ready()
+        self._warming = threading.Thread(target=_warm, args=(executor, self.workers), daemon=True)
+        self._warming.start()
+        return self
+
+    def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+        return super().run(plan, on_done)
 
     def _submitter(self) -> Submit:
         packer = Packer()  # one per run: the plan's shared objects are pickled once
