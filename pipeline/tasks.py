@@ -57,13 +57,19 @@ def _read(source: Source, chunk: Chunk, stats: Stats, skipped: list[list[str]]) 
     return batch
 
 
+def _chunk(source: Source, chunk: Chunk, stages: Sequence[Stage]) -> tuple[Batch, Stats, list[list[str]]]:
+    """Read a chunk and run the fused per-chunk stages: (batch, counters, [file, why] skipped)."""
+    stats: Stats = {}
+    skipped: list[list[str]] = []
+    batch = _apply(stages, _read(source, chunk, stats, skipped), chunk.index, chunk.label, stats)
+    return batch, stats, skipped
+
+
 def write_chunk(
     source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink, checkpoint: Checkpoint | None = None
 ) -> Receipt:
     """Read one chunk, run the fused per-chunk stages, write the part to staging."""
-    stats: Stats = {}
-    skipped: list[list[str]] = []
-    batch = _apply(stages, _read(source, chunk, stats, skipped), chunk.index, chunk.label, stats)
+    batch, stats, skipped = _chunk(source, chunk, stages)
     receipt = _write(sink, batch, chunk.index, chunk.label, stats)
     receipt.skipped = skipped
     if checkpoint is not None:
@@ -83,9 +89,7 @@ def partial_chunk(
     source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage, checkpoint: Checkpoint | None = None
 ) -> Partial:
     """Read one chunk, run the fused per-chunk stages, reduce it to the reducer's partial."""
-    stats: Stats = {}
-    skipped: list[list[str]] = []
-    batch = _apply(stages, _read(source, chunk, stats, skipped), chunk.index, chunk.label, stats)
+    batch, stats, skipped = _chunk(source, chunk, stages)
     started = time.perf_counter()
     try:
         reduction = reducer.reduction()
