@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from pipeline.aggregate_polars import polars_partial
+from pipeline.batch import Batch, convert, format_of
+
 # function -> the per-chunk state columns it needs
 STATES: dict[str, tuple[str, ...]] = {
     "count": ("count",),
@@ -80,7 +83,13 @@ class GroupAggregate:
         """The input columns this aggregate reads."""
         return list(dict.fromkeys([*self.by, *(c for c, _ in self.aggs.values())]))
 
-    def partial(self, df: pd.DataFrame) -> AggState:
+    batch = "any"  # takes pandas, Arrow or Polars chunks as they come (see `partial`)
+
+    def partial(self, df: Batch) -> AggState:
+        """The chunk's state. A Polars chunk is reduced by Polars; anything else by pandas."""
+        if format_of(df) == "polars":
+            return polars_partial(self, df)
+        df = convert(df, "pandas")
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise KeyError(f"aggregate needs column(s) {missing} not in the data (has {list(df.columns)})")

@@ -93,7 +93,8 @@ def partial_chunk(
     started = time.perf_counter()
     try:
         reduction = reducer.reduction()
-        value = reduction.partial(convert(batch, getattr(reduction, "batch", "pandas")))
+        wanted = getattr(reduction, "batch", "pandas")
+        value = reduction.partial(batch if wanted == "any" else convert(batch, wanted))
     except Exception as exc:
         raise StageError.from_exception(exc, reducer.name, chunk.index, chunk.label) from None
     stats[reducer.name] = StageCount(rows(batch), 0, time.perf_counter() - started, 1)

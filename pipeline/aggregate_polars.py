@@ -1,0 +1,60 @@
+"""The group-by partial computed by Polars, for chunks that are already Polars frames (Polars stages):
+the same state columns as the pandas partial, so partials combine and finalise alike. Only the small
+per-group result is converted to pandas."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from pipeline.aggregate import AggState, GroupAggregate
+
+
+def polars_partial(agg: "GroupAggregate", df: "pl.DataFrame") -> "AggState":
+    import polars as pl
+
+    from pipeline.aggregate import STATES, AggState
+
+    missing = [c for c in agg.columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"aggregate needs column(s) {missing} not in the data (has {df.columns})")
+    by = list(agg.by)
+    floats = [c for c, t in df.schema.items() if t.is_float() and c not in by]
+    df = df.with_columns(pl.col(floats).fill_nan(None)).drop_nulls(by)  # pandas: NaN is missing, null keys dropped
+    exprs = {"": pl.len()}
+    distinct: dict[str, pd.DataFrame] = {}
+    for column, fn in agg.aggs.values():
+        if fn == "nunique":
+            pairs = df.select(list(dict.fromkeys([*by, column]))).drop_nulls().unique(maintain_order=True)
+            distinct[column] = pairs.to_pandas()
+            continue
+        for kind in STATES[fn]:
+            exprs.setdefault(f"{column}\0{kind}", _state(pl.col(column), kind))
+    names = list(exprs)
+    grouped = df.group_by(by, maintain_order=True).agg(**{f"s{i}": e for i, e in enumerate(exprs.values())})
+    frame = grouped.to_pandas().set_index(by)
+    frame.columns = names
+    for name in names:
+        if name == "" or name.endswith(("\0count", "\0size")):
+            frame[name] = frame[name].astype("int64")
+    return AggState(frame, distinct)
+
+
+def _state(values: "pl.Expr", kind: str) -> "pl.Expr":
+    import polars as pl
+
+    if kind == "m2":
+        return values.var(ddof=0) * values.count()
+    if kind == "first":
+        return values.drop_nulls().first()
+    if kind == "last":
+        return values.drop_nulls().last()
+    if kind == "size":
+        return values.len().cast(pl.Int64)
+    if kind == "count":
+        return values.count().cast(pl.Int64)
+    return getattr(values, kind)()  # sum, min, max, mean
