@@ -1,0 +1,66 @@
+"""Benchmark this framework side by side with its peers on the taxi job, each run in a fresh process.
+
+Peers: a hand-written multiprocessing Pool, pandas, Dask DataFrame, Ray Data, Polars and DuckDB; plus
+per-task overhead, a scaling curve and peak memory at 1× and 10× the data.
+
+    python scripts/benchmark.py [--rows 10_000_000 --files 40 --repeats 3 --json bench-results/latest.json]
+    python scripts/benchmark.py --quick            # small scales, one repeat: a couple of minutes
+
+Prints tables and PASS/FAIL per target (exit code 0 either way); exits 1 if any system gives a different
+answer or fails to run. `--run-one SYSTEM` is the child side of one measurement (used internally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `bench` and `make_taxi`, however we are started
+
+from bench.spec import RunSpec  # noqa: E402
+
+QUICK = {"rows": 1_000_000, "files": 8, "repeats": 1, "tasks": 200, "memory_base": (200_000, 2)}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="total rows (underscores allowed)")
+    parser.add_argument("--files", type=int, default=40, help="Parquet files the rows are spread over")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per system; medians are reported")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers/threads for every system")
+    parser.add_argument("--tasks", type=int, default=2000, help="tiny tasks in the per-task overhead runs")
+    parser.add_argument("--json", default="bench-results/latest.json", help="where to write all the numbers")
+    parser.add_argument("--quick", action="store_true",
+                        help="1M rows in 8 files, 1 repeat, 200 tiny tasks, small memory scales")
+    parser.add_argument("--only", default="", help="comma-separated labels to run (e.g. pool,ours-processes)")
+    parser.add_argument("--run-one", metavar="SYSTEM", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
+    parser.add_argument("--tiny-file", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        given = {a.lstrip("-").split("=")[0].replace("-", "_") for a in (argv or sys.argv[1:]) if a.startswith("--")}
+        for key, value in QUICK.items():
+            if key not in given:
+                setattr(args, key, value)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.run_one:
+        from bench.child import run_one
+
+        return run_one(args.run_one, RunSpec(args.data, args.workers, args.scratch, args.tasks, args.tiny_file))
+    from bench.suite import Options
+    from bench.suite import main as run_suite
+
+    base = getattr(args, "memory_base", (args.rows, args.files))
+    return run_suite(Options(args.rows, args.files, args.repeats, args.workers, args.tasks, tuple(base), args.json,
+                             tuple(s for s in args.only.split(",") if s)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
