@@ -3,6 +3,7 @@ output is identical to a clean run, and a changed input or stage invalidates exa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,13 +13,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 
 PIPELINE = str(Path(sys.executable).parent / "pipeline")
 TESTS = Path(__file__).resolve().parent
 
 
-def write_config(folder: Path, data: Path, out: Path, log: Path, aggregate: bool) -> Path:
+def write_config(folder: Path, data: Path, out: Path, log: Path, aggregate: bool, engine: str = "processes") -> Path:
     shutil.copy(TESTS / "userstages.py", folder / "userstages.py")
     agg = (
         '[[stages]]\nname = "agg"\nuses = "stages.analyze:aggregate"\n'
@@ -29,7 +31,7 @@ def write_config(folder: Path, data: Path, out: Path, log: Path, aggregate: bool
     config.write_text(
         f'[source]\npath = "{data}"\nchunk_rows = 500\n'
         f'[[stages]]\nname = "slow"\nuses = "userstages:slow_logged"\nparams = {{ log = "{log}" }}\n{agg}'
-        f'[sink]\npath = "{out}"\nmode = "overwrite"\n[engine]\nname = "processes"\nworkers = 2\n'
+        f'[sink]\npath = "{out}"\nmode = "overwrite"\n[engine]\nname = "{engine}"\nworkers = 2\n'
     )
     return config
 
@@ -43,7 +45,12 @@ def kill_midway(config: Path, log: Path, after: int) -> None:
             break
         time.sleep(0.05)
     assert run.poll() is None, "the run finished before it could be killed"
+    everything = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
     os.killpg(run.pid, signal.SIGKILL)
+    for process in everything:  # cluster processes that made their own process group die too, as in a crash
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(everything, timeout=30)
     run.wait()
 
 
@@ -51,8 +58,12 @@ def logged(log: Path) -> list[int]:
     return [int(x) for x in log.read_text().split()] if log.exists() else []
 
 
-@pytest.mark.parametrize("aggregate", [False, True], ids=["per-chunk", "aggregate"])
-def test_kill_then_resume_gives_the_clean_output(dataset: Path, tmp_path: Path, aggregate: bool):
+@pytest.mark.parametrize(
+    "aggregate, engine",
+    [(False, "processes"), (True, "processes"), (False, "dask"), (True, "ray")],
+    ids=["per-chunk", "aggregate", "per-chunk-dask", "aggregate-ray"],
+)
+def test_kill_then_resume_gives_the_clean_output(dataset: Path, tmp_path: Path, aggregate: bool, engine: str):
     out = tmp_path / ("out.parquet" if aggregate else "out")
     clean_out = tmp_path / ("clean.parquet" if aggregate else "clean")
     log, clean_log = tmp_path / "log.txt", tmp_path / "clean-log.txt"
@@ -61,7 +72,7 @@ def test_kill_then_resume_gives_the_clean_output(dataset: Path, tmp_path: Path, 
     clean = write_config(project, dataset, clean_out, clean_log, aggregate)
     assert subprocess.run([PIPELINE, "run", str(clean), "--quiet"]).returncode == 0
 
-    config = write_config(project, dataset, out, log, aggregate)
+    config = write_config(project, dataset, out, log, aggregate, engine)
     kill_midway(config, log, after=4)
     assert not out.exists()  # nothing committed
     staging = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{out.name}.staging-")]
