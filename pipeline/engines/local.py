@@ -160,8 +160,8 @@ def _warm(executor: Executor, workers: int) -> None:
 
 
 class ProcessesEngine(_LocalEngine):
-    """Worker processes from a forkserver preloaded with pandas and pyarrow: quick to start, and safe
-    where a plain fork of a threaded driver (progress bar, Arrow thread pools) is not."""
+    """Worker processes, forked when the driver runs no other Python thread and otherwise started from a
+    forkserver preloaded with pandas and pyarrow (a fork of a threaded driver is not safe)."""
 
     name = "processes"
 
