@@ -138,13 +138,6 @@ class _WorkerContext(mp_context.ForkServerContext):
     Process = _WorkerProcess
 
 
-def _single_threaded() -> bool:
-    """No Python thread but this one (no progress bar, no cluster client). The threads numpy, Arrow and
-    jemalloc start natively register fork handlers of their own, so a fork now is as safe as a plain
-    multiprocessing Pool's."""
-    return threading.active_count() == 1
-
-
 def _ignore_sigint() -> None:
     """In each worker: Ctrl-C reaches the whole process group, and only the driver should act on it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -170,24 +163,15 @@ class ProcessesEngine(_LocalEngine):
         self._warming: threading.Thread | None = None
 
     def _make_executor(self) -> Executor:
-        """Fork while this process runs no other Python thread (instant: the workers inherit everything
-        imported); otherwise start workers from a forkserver preloaded with pandas and pyarrow."""
-        if _single_threaded():
-            context: mp_context.BaseContext = mp_context.ForkContext()
-        else:
-            context = _WorkerContext()
-            context.set_forkserver_preload(["pandas", "pyarrow", "pipeline.tasks"])
+        context = _WorkerContext()
+        context.set_forkserver_preload(["pandas", "pyarrow", "pipeline.tasks"])
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_ignore_sigint)
 
     def __enter__(self) -> "ProcessesEngine":
-        """Start the workers now, before the driver lists chunks: a forked pool starts all its workers on the
-        first submit, here, while the driver has no other thread; a forkserver pool warms in the background."""
+        """Start the workers in the background, while the driver lists chunks and compiles the plan."""
         executor = self._executor_ready()
-        if isinstance(executor._mp_context, mp_context.ForkContext):  # noqa: SLF001 - which start method was chosen
-            executor.submit(os.getpid).result()
-        else:
-            self._warming = threading.Thread(target=_warm, args=(executor, self.workers), daemon=True)
-            self._warming.start()
+        self._warming = threading.Thread(target=_warm, args=(executor, self.workers), daemon=True)
+        self._warming.start()
         return self
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
