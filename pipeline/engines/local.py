@@ -153,8 +153,9 @@ def _warm(executor: Executor, workers: int) -> None:
 
 
 class ProcessesEngine(_LocalEngine):
-    """Worker processes, forked when the driver runs no other Python thread and otherwise started from a
-    forkserver preloaded with pandas and pyarrow (a fork of a threaded driver is not safe)."""
+    """Worker processes from a forkserver preloaded with pandas and pyarrow: quick to start, and safe where a
+    plain fork is not — a driver whose native thread pools (Arrow, Polars) are running cannot be forked safely,
+    and those threads are invisible to Python."""
 
     name = "processes"
 
