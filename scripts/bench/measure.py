@@ -36,6 +36,11 @@ def busy_cpu_s() -> float:
     return sum(getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq"))
 
 
+def steal_s() -> float:
+    """CPU seconds the hypervisor gave to other guests (0 on bare metal): noisy neighbours we cannot see."""
+    return getattr(psutil.cpu_times(), "steal", 0.0)
+
+
 def own_cpu_s() -> float:
     """CPU seconds of this process plus every child it has waited for (a finished run's whole tree)."""
     total = 0.0
@@ -116,7 +121,7 @@ def measure(name: str, spec: RunSpec, scratch_root: Path) -> tuple[dict, pd.Data
     command = [sys.executable, str(BENCHMARK), "--run-one", name, "--data", spec.data, "--workers", str(spec.workers),
                "--scratch", scratch, "--tasks", str(spec.tasks), "--tiny-file", spec.tiny_file]
     log_path = os.path.join(scratch, "log.txt")
-    busy, own = busy_cpu_s(), own_cpu_s()
+    busy, own, stolen = busy_cpu_s(), own_cpu_s(), steal_s()
     started = time.perf_counter()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
@@ -137,7 +142,8 @@ def measure(name: str, spec: RunSpec, scratch_root: Path) -> tuple[dict, pd.Data
     foreign = max(0.0, busy_cpu_s() - busy - tree_cpu) / wall
     record: dict = {"system": name, "workers": spec.workers, "data": spec.data, "returncode": returncode,
                     "wall_s": wall, "peak_rss_mb": sampler.peak / 2**20, "rss_samples": sampler.samples,
-                    "tree_cpu_s": tree_cpu, "foreign_cores": foreign, "noisy": foreign > NOISY_CORES}
+                    "tree_cpu_s": tree_cpu, "foreign_cores": foreign, "steal_cores": (steal_s() - stolen) / wall,
+                    "noisy": foreign > NOISY_CORES}
     try:
         with open(os.path.join(scratch, RESULT_JSON)) as f:
             record.update(json.load(f))

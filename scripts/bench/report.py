@@ -51,18 +51,16 @@ def scaling_table(job: dict[str, dict], workers: int) -> list[dict]:
 
 
 def overhead_table(overhead: dict[str, dict], tasks: int) -> None:
-    table = Table(title=f"Per-task overhead, {tasks} no-op tasks, warm pools (µs per task, wall clock)")
-    for column in ("system", "per task µs", "per-chunk work in-process µs", "engine beyond ideal µs",
-                   "in-memory per task µs", "notes", "start-up s"):
-        table.add_column(column, justify="left" if column == "system" else "right")
+    table = Table(title=f"Per-task overhead, {tasks} no-op tasks, warm workers (µs per task, wall clock)")
+    for column in ("system", "per task µs", "in-process per chunk µs", "engine beyond ideal µs",
+                   "in-memory per task µs", "worker start-up s", "notes"):
+        table.add_column(column, justify="left" if column in ("system", "notes") else "right")
     for label, row in overhead.items():
         m = row["metrics"]
-        other = f"chunksize=1: {_s(m.get('per_task_us_chunksize1'), 0)}" if "per_task_us_chunksize1" in m else ""
-        if "worker_startup_s" in m:
-            other = f"worker start-up {_s(m['worker_startup_s'])} s"
+        notes = f"chunksize=1: {_s(m['per_task_us_chunksize1'], 0)} µs" if "per_task_us_chunksize1" in m else ""
         table.add_row(label.removeprefix("overhead-"), _s(m.get("per_task_us"), 0), _s(m.get("sync_per_chunk_us"), 0),
-                      _s(m.get("dispatch_per_task_us"), 0), _s(m.get("memory_per_task_us"), 0), other,
-                      _s(row["startup_s"]))
+                      _s(m.get("dispatch_per_task_us"), 0), _s(m.get("memory_per_task_us"), 0),
+                      _s(m.get("worker_startup_s")), notes)
     console.print(table)
 
 
