@@ -87,10 +87,11 @@ def targets_table(targets: list[Target]) -> None:
     console.print(table)
 
 
-def write_json(path: str, payload: dict) -> None:
+def write_json(path: str, payload: dict, quiet: bool = False) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(payload, f, indent=1, default=str)
     os.replace(tmp, path)
-    console.print(f"wrote {path}")
+    if not quiet:
+        console.print(f"wrote {path}")

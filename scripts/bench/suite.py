@@ -12,6 +12,7 @@ import pandas as pd
 
 from bench import data, job, machine, report
 from bench.measure import measure, wait_until_quiet
+from bench.overhead import engine_overheads
 from bench.spec import RunSpec
 from bench.summary import medians, targets
 from bench.systems import JOB_SYSTEMS, OURS, OVERHEAD_SYSTEMS, REFERENCE
@@ -113,12 +114,16 @@ def main(opts: Options) -> int:
         if runs:
             console.rule(f"{title}: {len(runs)} systems × {opts.repeats} repeats")
             round_robin(runs, opts.repeats, scratch, records, answers)
+            # raw numbers so far, in case the run is cut short; the full report replaces them
+            report.write_json(opts.json_path, {"complete": False, "machine": machine.info(),
+                                               "options": opts.__dict__, "runs": records}, quiet=True)
 
     job_answers = {k: v for k, v in answers.items() if not k.startswith("memory-")}
     verdicts, problems = check_answers(job_answers, REFERENCE)
     summary = medians(records)
     job_summary = {r.label: summary[r.label] for r in job_runs if r.label in summary}
     overhead_summary = {r.label: summary[r.label] for r in overhead_runs if r.label in summary}
+    engine_overheads(overhead_summary)
     memory_summary = {r.label: summary[r.label] for r in memory_runs if r.label in summary}
 
     console.rule("results")
@@ -135,6 +140,7 @@ def main(opts: Options) -> int:
         console.print(f"[red]WRONG ANSWER: {problem}[/red]")
     seconds = time.perf_counter() - started
     report.write_json(opts.json_path, {
+        "complete": True,
         "machine": machine.info(),
         "options": {**opts.__dict__, "data": main_data, "memory_data": memory_data, "tiny_file": tiny},
         "seconds": seconds,
