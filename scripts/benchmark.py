@@ -35,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="1M rows in 8 files, 1 repeat, 200 tiny tasks, small memory scales")
     parser.add_argument("--only", default="", help="comma-separated labels to run (e.g. pool,ours-processes)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only time each step of a chunk, ours against the Pool's function, in this process")
     parser.add_argument("--run-one", metavar="SYSTEM", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
@@ -54,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.child import run_one
 
         return run_one(args.run_one, RunSpec(args.data, args.workers, args.scratch, args.tasks, args.tiny_file))
+    if args.breakdown:
+        from bench import breakdown, data
+
+        breakdown.main(data.taxi(args.rows, args.files))
+        return 0
     from bench.suite import Options
     from bench.suite import main as run_suite
 

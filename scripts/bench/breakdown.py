@@ -75,8 +75,3 @@ def main(data: str, repeats: int = 3) -> dict[str, dict[str, float]]:
     console.print(table)
     return {"ours": ours, "pool": pool}
 
-
-if __name__ == "__main__":
-    import sys
-
-    main(sys.argv[1])
