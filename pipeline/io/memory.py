@@ -32,7 +32,8 @@ class MemorySource:
         return f"{len(self.frames)} in-memory frame(s)"
 
     def discover(self) -> tuple["MemorySource", list[Chunk]]:
-        return self, [Chunk(i, f"<frame {i}>", rows=len(f), data=f) for i, f in enumerate(self.frames)]
+        chunks = [Chunk(i, f"<frame {i}>", rows=len(f), data=f) for i, f in enumerate(self.frames)]
+        return MemorySource((), self.columns), chunks  # each chunk carries its frame: tasks must not ship them all
 
     def read(self, chunk: Chunk) -> pd.DataFrame:
         frame = chunk.data
