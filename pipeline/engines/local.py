@@ -9,10 +9,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
+import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from multiprocessing import context as mp_context
 from multiprocessing import popen_forkserver
@@ -134,13 +138,41 @@ class _WorkerProcess(mp_context.ForkServerProcess):
         return _Popen(process_obj)
 
 
-class _WorkerContext(mp_context.ForkServerContext):
+class _ForkServerContext(mp_context.ForkServerContext):
     Process = _WorkerProcess
 
 
-def _ignore_sigint() -> None:
+START_METHODS = ("auto", "fork", "forkserver")
+_FORK_UNSAFE_MODULES = ("polars",)  # native thread pools with no at-fork handling: a forked child can hang
+
+
+def fork_is_safe() -> bool:
+    """Whether a plain fork of this process is safe right now: on Linux, with no Python thread but this one
+    (another could hold a lock the child inherits) and no runtime loaded whose native threads break in a
+    forked child. The native threads numpy and pyarrow start (BLAS, jemalloc, Arrow's pool) re-initialise
+    after fork. Forking is what makes start-up instant: the workers inherit every imported module."""
+    return (sys.platform == "linux" and threading.active_count() == 1
+            and not any(name in sys.modules for name in _FORK_UNSAFE_MODULES))
+
+
+def _tune_malloc() -> None:
+    """Keep freed column buffers in the worker's heap instead of returning them to the OS at once: every
+    chunk allocates and frees arrays of the same sizes, and glibc's defaults (mmap above a few MB, trim on
+    every large free) turn each of those into fresh page faults. Costs at most the trim threshold in idle
+    memory per worker."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 32 * 2**20)
+    libc.mallopt(m_trim_threshold, 256 * 2**20)
+
+
+def _worker_init() -> None:
     """In each worker: Ctrl-C reaches the whole process group, and only the driver should act on it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _tune_malloc()
 
 
 def _warm(executor: Executor, workers: int) -> None:
@@ -153,26 +185,45 @@ def _warm(executor: Executor, workers: int) -> None:
 
 
 class ProcessesEngine(_LocalEngine):
-    """Worker processes from a forkserver preloaded with pandas and pyarrow: quick to start, and safe where a
-    plain fork is not — a driver whose native thread pools (Arrow, Polars) are running cannot be forked safely,
-    and those threads are invisible to Python."""
+    """A pool of worker processes. `start_method="auto"` forks when `fork_is_safe()` (instant start, the
+    driver's imports inherited) and otherwise uses a forkserver preloaded with pandas and pyarrow, which is
+    safe whatever threads the driver runs. A replacement pool after a lost worker is chosen the same way."""
 
     name = "processes"
 
-    def __init__(self, workers: int | None = None, **options: Any) -> None:
+    def __init__(self, workers: int | None = None, start_method: str = "auto", **options: Any) -> None:
         super().__init__(workers, **options)
+        if start_method not in START_METHODS:
+            raise ConfigError(f"engine.start_method: must be one of {', '.join(START_METHODS)}, not {start_method!r}")
+        self.start_method = start_method
         self._warming: threading.Thread | None = None
 
+    def _forking(self) -> bool:
+        return self.start_method == "fork" or (self.start_method == "auto" and fork_is_safe())
+
     def _make_executor(self) -> Executor:
-        context = _WorkerContext()
+        if self._forking():
+            executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
+            gc.freeze()  # objects the children inherit are never scanned there, so their pages stay shared
+            try:
+                with warnings.catch_warnings():  # the fork check above is the informed version of this warning
+                    warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
+                    executor.submit(os.getpid)  # a fork pool starts all its workers at the first submit
+            finally:
+                gc.unfreeze()
+            return executor
+        context = _ForkServerContext()
         context.set_forkserver_preload(["pandas", "pyarrow", "pipeline.tasks"])
-        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_ignore_sigint)
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init)
 
     def __enter__(self) -> "ProcessesEngine":
-        """Start the workers in the background, while the driver lists chunks and compiles the plan."""
+        """Start the workers now, while the driver lists chunks and compiles the plan: forked ones are ready
+        at once; forkserver ones start in the background."""
+        forking = self._forking()
         executor = self._executor_ready()
-        self._warming = threading.Thread(target=_warm, args=(executor, self.workers), daemon=True)
-        self._warming.start()
+        if not forking:
+            self._warming = threading.Thread(target=_warm, args=(executor, self.workers), daemon=True)
+            self._warming.start()
         return self
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
