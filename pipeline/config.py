@@ -66,6 +66,7 @@ class EngineConfig(_Section):
     retries: int | None = Field(default=None, ge=0)  # lost-worker retries per task; engine default
     connect_timeout: PositiveFloat | None = None  # seconds to reach a cluster by address
     security: SecurityConfig | None = None
+    start_method: Literal["auto", "fork", "forkserver"] | None = None  # processes: how workers start
 
     @field_validator("name")
     @classmethod
