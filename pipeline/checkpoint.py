@@ -44,7 +44,7 @@ class Checkpoint:
         with open(tmp, "wb") as fh:
             fh.write(cloudpickle.dumps(value))
         os.replace(tmp, self.value_path)
-        write_json_atomically(self.marker, json.dumps({"fingerprint": self.fingerprint}))
+        write_json_atomically(self.marker, json.dumps({"fingerprint": self.fingerprint}), durable=False)
 
     def done(self) -> bool:
         """Whether an earlier attempt finished this exact work (cheap: reads only the marker)."""

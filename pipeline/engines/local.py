@@ -169,10 +169,15 @@ def _tune_malloc() -> None:
     libc.mallopt(m_trim_threshold, 256 * 2**20)
 
 
-def _worker_init() -> None:
-    """In each worker: Ctrl-C reaches the whole process group, and only the driver should act on it."""
+def _worker_init(threads: int) -> None:
+    """In each worker: ignore Ctrl-C (it reaches the whole process group, and only the driver should act on
+    it); tune malloc; give Arrow's decoding pool this worker's share of the cores, not every core, so that
+    N workers run N×share threads rather than N×cores threads fighting over the same cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _tune_malloc()
+    import pyarrow
+
+    pyarrow.set_cpu_count(threads)
 
 
 def _warm(executor: Executor, workers: int) -> None:
@@ -203,7 +208,8 @@ class ProcessesEngine(_LocalEngine):
 
     def _make_executor(self) -> Executor:
         if self._forking():
-            executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"), initializer=_worker_init)
+            executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
+                                           initializer=_worker_init, initargs=(self._threads_each(),))
             gc.freeze()  # objects the children inherit are never scanned there, so their pages stay shared
             try:
                 with warnings.catch_warnings():  # the fork check above is the informed version of this warning
@@ -214,7 +220,11 @@ class ProcessesEngine(_LocalEngine):
             return executor
         context = _ForkServerContext()
         context.set_forkserver_preload(["pandas", "pyarrow", "pipeline.tasks"])
-        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init)
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init,
+                                   initargs=(self._threads_each(),))
+
+    def _threads_each(self) -> int:
+        return max(1, (os.cpu_count() or 1) // self.workers)
 
     def __enter__(self) -> "ProcessesEngine":
         """Start the workers now, while the driver lists chunks and compiles the plan: forked ones are ready

@@ -71,10 +71,14 @@ def sidecar(file_path: str) -> str:
     return f"{file_path}.{SUCCESS}"
 
 
-def write_json_atomically(path: str, text: str) -> None:
+def write_json_atomically(path: str, text: str, durable: bool = True) -> None:
+    """Readers see the old text or the new, never a torn one. `durable` also survives power loss (fsync):
+    worth it for a commit marker, not for the per-chunk checkpoints, which only need to survive a killed
+    process (the page cache keeps them) and would otherwise pay a disk flush per chunk."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
