@@ -43,6 +43,7 @@ class Task:
     label: str  # what the task does, e.g. "read+clean+transform+write"
     chunk: int | None = None
     source: str = ""  # the chunk's input, for messages
+    in_driver: bool = False  # a hint that engines may honour: run in the calling process (its data is there)
 
     @property
     def deps(self) -> list[str]:
@@ -141,5 +142,6 @@ def compile_plan(
         graph["finalize"] = Task("finalize", tasks.finalize, (reducer, after, sink, Ref(layer[0])), tail)
     receipts = tuple(Ref(k) for k in graph if k.startswith("chunk-")) if reducer is None else (Ref("finalize"),)
     skipped = tuple(getattr(source, "skipped", ()))
-    graph["commit"] = Task("commit", tasks.commit, (sink, skipped, *receipts), "commit")
+    in_driver = getattr(sink, "in_driver", False)  # an in-memory result ends in the driver anyway
+    graph["commit"] = Task("commit", tasks.commit, (sink, skipped, *receipts), "commit", in_driver=in_driver)
     return Plan(graph, "commit", stages)

@@ -36,6 +36,13 @@ def segfault(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def segfault_on(df: pd.DataFrame, bad_id: int) -> pd.DataFrame:
+    """Crash the worker with a real segmentation fault on the chunk holding `bad_id`, every time."""
+    if (df["id"] == bad_id).any():
+        segfault(df)
+    return df
+
+
 def slow_logged(df: pd.DataFrame, log: str, seconds: float = 0.2) -> pd.DataFrame:
     """Record which chunk (by its first id) was processed, slowly: room to kill the run in the middle."""
     import time

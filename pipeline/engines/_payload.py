@@ -6,21 +6,26 @@ the engine passes the dependencies' results alongside, in `Task.deps` order.
 
 A payload is one bytes object per function and argument. The same source, stages and sink appear in
 every chunk's task, so a `Packer` pickles each distinct object once per run, and workers keep recently
-unpickled parts: per-task cost is then about the chunk alone.
+unpickled shared parts: per-task cost is then about the chunk alone. Chunks are pickled by the C pickler
+where that is safe, and never kept.
 """
 
 from __future__ import annotations
 
+import pickle
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
 import cloudpickle
 
+from pipeline.io.source import Chunk
 from pipeline.plan import Ref, Task
 
 Payload = tuple[bytes, ...]
 _REF = b""  # in a payload: the place of a dependency's result
+_CHUNK = b"C"  # prefix of a chunk's part: unpickled every time, never kept (it is one task's data)
 _HOLE = object()  # the same place, once unpacked
 _LOADED: OrderedDict[bytes, Any] = OrderedDict()
 _LOADED_KEPT = 64
@@ -40,15 +45,31 @@ class Packer:
     def _bytes(self, obj: Any) -> bytes:
         if isinstance(obj, Ref):
             return _REF
+        if isinstance(obj, Chunk):  # distinct per task, so never memoised
+            return _dumps_chunk(obj)
         held = self._memo.get(id(obj))
         if held is None:
             held = self._memo[id(obj)] = (obj, cloudpickle.dumps(obj))
         return held[1]
 
 
+def _dumps_chunk(chunk: Chunk) -> bytes:
+    """A chunk is our own class holding plain data: the C pickler does it several times faster than
+    cloudpickle. Python objects in its data may be instances of the user's own classes, which only
+    cloudpickle can send to a worker that cannot import them."""
+    dumps = cloudpickle.dumps if chunk.objects else pickle.dumps
+    return _CHUNK + dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def pack(task: Task) -> Payload:
     """One task's payload, without sharing across tasks."""
     return Packer().pack(task)
+
+
+def run_packed_batch(items: list[tuple[Payload, list[Any]]]) -> tuple[list[Any], float]:
+    """Run several packed tasks in order, in one message: (their results, seconds taken)."""
+    started = time.perf_counter()
+    return [run_packed(payload, *deps) for payload, deps in items], time.perf_counter() - started
 
 
 def run_packed(payload: Payload, *dep_values: Any) -> Any:
@@ -59,6 +80,8 @@ def run_packed(payload: Payload, *dep_values: Any) -> Any:
 
 
 def _load(part: bytes) -> Any:
+    if part[:1] == _CHUNK:
+        return pickle.loads(memoryview(part)[1:])
     with _LOADED_LOCK:
         obj = _LOADED.get(part)
         if obj is not None:

@@ -24,8 +24,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from pipeline.engines._payload import Packer, run_packed
-from pipeline.engines._schedule import InlineExecutor, Submit, call, run_plan
+from pipeline.engines._payload import Packer, run_packed_batch
+from pipeline.engines._schedule import BatchSizer, InlineExecutor, Submit, call_batch, run_plan
 from pipeline.errors import ConfigError
 from pipeline.plan import Plan, Task
 
@@ -54,8 +54,12 @@ class _LocalEngine:
         return self._executor
 
     def _submitter(self) -> Submit:
-        """How this engine hands one task and its dependencies' results to its executor."""
-        return lambda task, deps: self._executor_ready().submit(call, task, deps)
+        """How this engine hands a batch of tasks and their dependencies' results to its executor."""
+        return lambda items: self._executor_ready().submit(call_batch, items)
+
+    def _sizer(self) -> BatchSizer:
+        """Threads and the calling thread pay almost nothing per task: no batching."""
+        return BatchSizer(most=1)
 
     def _recover(self, error: BaseException) -> bool:
         """Whether `error` is a lost worker that has been replaced, so the task can run again."""
@@ -63,7 +67,7 @@ class _LocalEngine:
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
         in_flight = self.workers * IN_FLIGHT_PER_WORKER
-        return run_plan(plan, self._submitter(), in_flight, on_done, self._recover, self.retries)
+        return run_plan(plan, self._submitter(), in_flight, on_done, self._recover, self.retries, self._sizer())
 
     def close(self) -> None:
         if self._executor is not None:
@@ -245,15 +249,19 @@ class ProcessesEngine(_LocalEngine):
     def _submitter(self) -> Submit:
         packer = Packer()  # one per run: the plan's shared objects are pickled once
 
-        def submit(task: Task, deps: list[Any]) -> Future:
+        def submit(items: list[tuple[Task, list[Any]]]) -> Future:
             try:
-                return self._executor_ready().submit(run_packed, packer.pack(task), *deps)
+                return self._executor_ready().submit(run_packed_batch, [(packer.pack(t), deps) for t, deps in items])
             except BrokenProcessPool as exc:  # broke before we noticed: report it like a lost task
                 future: Future = Future()
                 future.set_exception(exc)
                 return future
 
         return submit
+
+    def _sizer(self) -> BatchSizer:
+        """Each message is a pipe round trip and a wake-up on both sides: tiny tasks share messages."""
+        return BatchSizer()
 
     def _recover(self, error: BaseException) -> bool:
         """A killed or crashed worker breaks the whole pool: replace it once (the first lost task to report

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -20,19 +21,23 @@ class MemorySource:
 
     frames: Sequence[pd.DataFrame]
     columns: Sequence[str] | None = None
+    objects: bool | None = None  # whether the frames hold Python objects; None: look at each frame
 
     @classmethod
     def split(cls, df: pd.DataFrame, chunk_rows: int | None = None, chunks: int | None = None) -> "MemorySource":
         if chunks:
             chunk_rows = max(1, -(-len(df) // chunks))
         chunk_rows = chunk_rows or max(1, len(df))
-        return cls([df.iloc[start : start + chunk_rows] for start in range(0, max(len(df), 1), chunk_rows)])
+        frames = [df.iloc[start : start + chunk_rows] for start in range(0, max(len(df), 1), chunk_rows)]
+        return cls(frames, objects=_has_objects(df))  # slices share the frame's columns: looked at once
 
     def describe(self) -> str:
         return f"{len(self.frames)} in-memory frame(s)"
 
     def discover(self) -> tuple["MemorySource", list[Chunk]]:
-        chunks = [Chunk(i, f"<frame {i}>", rows=len(f), data=f) for i, f in enumerate(self.frames)]
+        chunks = [Chunk(i, f"<frame {i}>", rows=len(f), data=f,
+                        objects=_has_objects(f) if self.objects is None else self.objects)
+                  for i, f in enumerate(self.frames)]
         return MemorySource((), self.columns), chunks  # each chunk carries its frame: tasks must not ship them all
 
     def read(self, chunk: Chunk) -> pd.DataFrame:
@@ -40,10 +45,17 @@ class MemorySource:
         return frame[list(self.columns)] if self.columns is not None else frame
 
 
+def _has_objects(frame: Any) -> bool:
+    """Object columns may hold instances of the user's classes, which only cloudpickle sends by value."""
+    return isinstance(frame, pd.DataFrame) and any(dtype == object for dtype in frame.dtypes)
+
+
 @dataclass(frozen=True)
 class MemorySink:
-    """Collects the parts and concatenates them in chunk order on commit."""
+    """Collects the parts and concatenates them in chunk order on commit, in the driver where the result is
+    wanted (not on a worker that would send it all back)."""
 
+    in_driver = True
     path: str = "<memory>"
     run_id: str = field(default="")
 

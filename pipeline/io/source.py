@@ -39,6 +39,7 @@ class Chunk:
     rows: int | None = None
     partition: Any = None  # pyarrow Expression for hive partition values
     data: Any = field(default=None, repr=False, compare=False)
+    objects: bool = False  # `data` holds Python objects (maybe of the user's classes): needs cloudpickle
 
     @property
     def label(self) -> str:

@@ -1,11 +1,15 @@
 """Per-task overhead: thousands of tiny tasks, each doing nothing.
 
-Ours: one file of `tasks` row groups of 10 rows, read as one chunk per row group, through a no-op stage into
-a directory of parts, minus the same pipeline over the file as ONE chunk on the sync engine. What is left is
-what each extra chunk costs: dispatch, pickling, reading a row group, writing a part. The sync engine's
-number is the in-process part of that (read, write, bookkeeping); what an engine adds beyond that work split
-perfectly over its workers is its own dispatch cost (`engine_overheads`). The same no-op pipeline over a frame
-cut into `tasks` in-memory chunks (`run_frame`) has no file I/O at all: that is the engine's cost alone.
+Three figures for each of our engines, all as (time with `tasks` tasks − time with one) / `tasks`:
+- no-op tasks (`per_task_us`, the one the target uses): a plan of `tasks` calls of a no-op function and
+  one task gathering them, run by the engine — the same work the raw anchors below do, so the numbers
+  compare the engines' own dispatch;
+- tiny in-memory chunks (`memory_chunk_us`): a no-op stage over a frame cut into `tasks` one-row chunks
+  (`run_frame`); adds shipping a one-row DataFrame to a worker and back per chunk (pandas pickling);
+- tiny file chunks (`file_chunk_us`): one file of `tasks` row groups of 10 rows, one chunk per row group,
+  through a no-op stage into a directory of parts; adds a row-group read, a part write and a checkpoint per
+  chunk. The sync engine's figure is that in-process work alone; what an engine adds beyond it split
+  perfectly over its workers is in `dispatch_per_chunk_us` (`engine_overheads`).
 
 Raw anchors: `tasks` calls of a no-op function, the pool already started and warmed, in each one's idiom.
 All numbers are wall-clock microseconds per task with `workers` workers.
@@ -30,6 +34,21 @@ def noop(x: Any) -> Any:
 
 def noop_stage(df: pd.DataFrame) -> pd.DataFrame:
     return df
+
+
+def noop_plan(tasks: int):  # noqa: ANN201 - pipeline.plan.Plan, imported lazily
+    """`tasks` no-op calls and one task that depends on them all. Builtins, so every worker can load them."""
+    from pipeline.plan import Plan, Ref, Task
+
+    graph = {f"noop-{i}": Task(f"noop-{i}", abs, (i,), "noop", i) for i in range(tasks)}
+    graph["gather"] = Task("gather", max, tuple(Ref(key) for key in graph), "gather")
+    return Plan(graph, "gather")
+
+
+def _per_task_of(work, tasks: int) -> float:  # noqa: ANN001 - work(n) runs n tiny tasks
+    """Marginal µs per task: `tasks` tasks against one, the one-task time a median of three."""
+    one = statistics.median(timed(work, 1) for _ in range(3))
+    return (timed(work, tasks) - one) / tasks * 1e6
 
 
 def make_tiny_file(path: str, source_file: str, tasks: int, rows_per_group: int = 10) -> None:
@@ -78,11 +97,10 @@ def ours(engine: str):  # noqa: ANN201 - a system function
         try:
             with t.phase("job"):
                 run(many, built)
-            # the same no-op chunks in memory: no Parquet read or write, no checkpoint; dispatch alone
+            t.record("per_task_us", _per_task_of(lambda n: built.run(noop_plan(n)), spec.tasks))
             frame = pd.DataFrame({"x": range(spec.tasks)})
-            in_memory = statistics.median(timed(pipeline.run_frame, frame, chunks=1, engine="sync") for _ in range(3))
-            t.record("memory_per_task_us",
-                     (timed(pipeline.run_frame, frame, chunks=spec.tasks, engine=built) - in_memory) / spec.tasks * 1e6)
+            t.record("memory_chunk_us", _per_task_of(
+                lambda n: pipeline.run_frame(frame.head(n), chunks=n, engine=built), spec.tasks))
         finally:
             with t.phase("teardown"):
                 built.close()
@@ -94,7 +112,7 @@ def ours(engine: str):  # noqa: ANN201 - a system function
 
                     ray.shutdown()
         t.record("baseline_one_chunk_s", baseline)
-        t.record("per_task_us", (t.phases["job"] - baseline) / spec.tasks * 1e6)
+        t.record("file_chunk_us", (t.phases["job"] - baseline) / spec.tasks * 1e6)
         t.record("parallel", 1 if engine == "sync" else spec.workers)
 
     system.__name__ = f"overhead_ours_{engine}"
@@ -102,15 +120,15 @@ def ours(engine: str):  # noqa: ANN201 - a system function
 
 
 def engine_overheads(overhead: dict[str, dict]) -> None:
-    """Add to each of our engines' medians: the in-process cost per chunk (the sync engine's) and what the
-    engine adds beyond that cost split perfectly over its workers."""
-    in_process = overhead.get("overhead-ours-sync", {}).get("metrics", {}).get("per_task_us")
+    """Add to each of our engines' medians: the in-process cost per file chunk (the sync engine's) and what
+    the engine adds beyond that cost split perfectly over its workers."""
+    in_process = overhead.get("overhead-ours-sync", {}).get("metrics", {}).get("file_chunk_us")
     for label, row in overhead.items():
         m = row["metrics"]
-        if in_process is None or "per_task_us" not in m or not label.startswith("overhead-ours-"):
+        if in_process is None or "file_chunk_us" not in m or not label.startswith("overhead-ours-"):
             continue
         m["sync_per_chunk_us"] = in_process
-        m["dispatch_per_task_us"] = m["per_task_us"] - in_process / m.get("parallel", 1)
+        m["dispatch_per_chunk_us"] = m["file_chunk_us"] - in_process / m.get("parallel", 1)
 
 
 def _per_task(t: Timer, n: int, seconds: float, name: str = "per_task_us") -> None:

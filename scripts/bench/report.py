@@ -51,16 +51,16 @@ def scaling_table(job: dict[str, dict], workers: int) -> list[dict]:
 
 
 def overhead_table(overhead: dict[str, dict], tasks: int) -> None:
-    table = Table(title=f"Per-task overhead, {tasks} no-op tasks, warm workers (µs per task, wall clock)")
-    for column in ("system", "per task µs", "in-process per chunk µs", "engine beyond ideal µs",
-                   "in-memory per task µs", "worker start-up s", "notes"):
+    table = Table(title=f"Per-task overhead, {tasks} tasks, warm workers (µs per task, wall clock; see bench/overhead.py)")
+    for column in ("system", "no-op tasks µs", "1-row in-memory chunks µs", "10-row file chunks µs",
+                   "file chunk in-process µs", "file chunk beyond ideal µs", "worker start-up s", "notes"):
         table.add_column(column, justify="left" if column in ("system", "notes") else "right")
     for label, row in overhead.items():
         m = row["metrics"]
         notes = f"chunksize=1: {_s(m['per_task_us_chunksize1'], 0)} µs" if "per_task_us_chunksize1" in m else ""
-        table.add_row(label.removeprefix("overhead-"), _s(m.get("per_task_us"), 0), _s(m.get("sync_per_chunk_us"), 0),
-                      _s(m.get("dispatch_per_task_us"), 0), _s(m.get("memory_per_task_us"), 0),
-                      _s(m.get("worker_startup_s")), notes)
+        table.add_row(label.removeprefix("overhead-"), _s(m.get("per_task_us"), 0), _s(m.get("memory_chunk_us"), 0),
+                      _s(m.get("file_chunk_us"), 0), _s(m.get("sync_per_chunk_us"), 0),
+                      _s(m.get("dispatch_per_chunk_us"), 0), _s(m.get("worker_startup_s")), notes)
     console.print(table)
 
 

@@ -84,6 +84,6 @@ def targets(job: dict[str, dict], overhead: dict[str, dict], memory: dict[str, d
         Target("ray engine / Ray Data", ratio(t("ours-ray"), t("ray-data")), 0.5, "×"),
         Target(f"parallel efficiency of processes at {workers} workers",
                None if eff is None else 100 * eff, 85.0, "%", higher_is_better=True),
-        Target("per-task overhead of processes", per_task, 100.0, "µs"),
+        Target("per-task overhead of processes (no-op tasks)", per_task, 100.0, "µs"),
         Target("peak RSS of processes, 10× data / 1× data", ratio(rss["memory-10x"], rss["memory-1x"]), 1.3, "×"),
     ]
