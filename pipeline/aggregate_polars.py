@@ -23,6 +23,7 @@ def polars_partial(agg: "GroupAggregate", df: "pl.DataFrame") -> "AggState":
     if missing:
         raise KeyError(f"aggregate needs column(s) {missing} not in the data (has {df.columns})")
     by = list(agg.by)
+    df = df.select(agg.columns)  # only what the aggregate reads, before any work
     floats = [c for c, t in df.schema.items() if t.is_float() and c not in by]
     df = df.with_columns(pl.col(floats).fill_nan(None)).drop_nulls(by)  # pandas: NaN is missing, null keys dropped
     exprs = {"": pl.len()}
@@ -35,7 +36,8 @@ def polars_partial(agg: "GroupAggregate", df: "pl.DataFrame") -> "AggState":
         for kind in STATES[fn]:
             exprs.setdefault(f"{column}\0{kind}", _state(pl.col(column), kind))
     names = list(exprs)
-    grouped = df.group_by(by, maintain_order=True).agg(**{f"s{i}": e for i, e in enumerate(exprs.values())})
+    # group order is free: combine regroups by key and finalize sorts; first/last follow row order regardless
+    grouped = df.group_by(by).agg(**{f"s{i}": e for i, e in enumerate(exprs.values())})
     frame = grouped.to_pandas().set_index(by)
     frame.columns = names
     for name in names:

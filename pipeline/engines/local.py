@@ -175,10 +175,11 @@ def _tune_malloc() -> None:
 
 def _worker_init(threads: int) -> None:
     """In each worker: ignore Ctrl-C (it reaches the whole process group, and only the driver should act on
-    it); tune malloc; give Arrow's decoding pool this worker's share of the cores, not every core, so that
-    N workers run N×share threads rather than N×cores threads fighting over the same cores."""
+    it); tune malloc; give Arrow's (and Polars') thread pools this worker's share of the cores, not every
+    core, so that N workers run N×share threads rather than N×cores threads fighting over the same cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _tune_malloc()
+    os.environ.setdefault("POLARS_MAX_THREADS", str(threads))  # read when Polars is first imported here
     import pyarrow
 
     pyarrow.set_cpu_count(threads)

@@ -41,7 +41,7 @@ def noop_plan(tasks: int):  # noqa: ANN201 - pipeline.plan.Plan, imported lazily
     from pipeline.plan import Plan, Ref, Task
 
     graph = {f"noop-{i}": Task(f"noop-{i}", abs, (i,), "noop", i) for i in range(tasks)}
-    graph["gather"] = Task("gather", max, tuple(Ref(key) for key in graph), "gather")
+    graph["gather"] = Task("gather", max, (-1, *(Ref(key) for key in graph)), "gather")
     return Plan(graph, "gather")
 
 

@@ -82,6 +82,7 @@ def targets(job: dict[str, dict], overhead: dict[str, dict], memory: dict[str, d
         Target("dask engine / Dask DataFrame (same LocalCluster)", ratio(t("ours-dask"), t("dask-distributed")),
                1.0, "×"),
         Target("ray engine / Ray Data", ratio(t("ours-ray"), t("ray-data")), 0.5, "×"),
+        Target("processes with Polars stages / Polars lazy", ratio(t("ours-polars-stages"), t("polars")), 1.5, "×"),
         Target(f"parallel efficiency of processes at {workers} workers",
                None if eff is None else 100 * eff, 85.0, "%", higher_is_better=True),
         Target("per-task overhead of processes (no-op tasks)", per_task, 100.0, "µs"),

@@ -25,11 +25,21 @@ def taxi_pipeline():  # noqa: ANN201 - pipeline.Pipeline, imported lazily
     return Pipeline().then(job.clean).then(job.transform).then(aggregate, by=job.KEYS, aggs=job.AGGS)
 
 
-def _run(spec: RunSpec, t: Timer, engine: object) -> pd.DataFrame:
+def taxi_pipeline_polars():  # noqa: ANN201 - pipeline.Pipeline, imported lazily
+    """The same job with Polars stages (`bench.polars_stages`)."""
+    from bench import polars_stages
+    from pipeline import Pipeline
+    from stages.analyze import aggregate
+
+    return (Pipeline().then(polars_stages.clean).then(polars_stages.transform)
+            .then(aggregate, by=job.KEYS, aggs=job.AGGS))
+
+
+def _run(spec: RunSpec, t: Timer, engine: object, polars: bool = False) -> pd.DataFrame:
     from pipeline.io import FileSource
 
     sink = spec.out("result.parquet")
-    pipeline = taxi_pipeline()
+    pipeline = taxi_pipeline_polars() if polars else taxi_pipeline()
     with t.phase("job"):
         pipeline.run(FileSource(spec.data, columns=job.COLUMNS), sink, engine=engine, workers=spec.workers,
                      mode="overwrite")
@@ -47,6 +57,15 @@ def local(engine: str):  # noqa: ANN201 - a system function
 
     system.__name__ = f"ours_{engine}"
     return system
+
+
+def polars_processes(spec: RunSpec, t: Timer) -> pd.DataFrame:
+    """The Polars-stage job on the processes engine: compared with Polars' own lazy engine."""
+    with t.phase("import"):
+        import pipeline  # noqa: F401
+        import stages.analyze  # noqa: F401
+        from bench import polars_stages  # noqa: F401 - imports polars, as the user's module would
+    return _run(spec, t, "processes", polars=True)
 
 
 def start_dask(workers: int):  # noqa: ANN201 - (cluster, client)

@@ -13,6 +13,7 @@ JOB_SYSTEMS: dict[str, str] = {
     "ours-joblib": "bench.sys_ours:local(joblib)",
     "ours-dask": "bench.sys_ours:dask",
     "ours-ray": "bench.sys_ours:ray",
+    "ours-polars-stages": "bench.sys_ours:polars_processes",
     "pool": "bench.sys_pool:pool",
     "pandas-whole": "bench.sys_pandas:whole",
     "pandas-files": "bench.sys_pandas:files",
