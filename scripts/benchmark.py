@@ -5,6 +5,7 @@ per-task overhead, a scaling curve and peak memory at 1× and 10× the data.
 
     python scripts/benchmark.py [--rows 10_000_000 --files 40 --repeats 3 --json bench-results/latest.json]
     python scripts/benchmark.py --quick            # small scales, one repeat: a couple of minutes
+    python scripts/benchmark.py --markdown bench-results/latest.json   # the README's tables from a run
 
 Prints tables and PASS/FAIL per target (exit code 0 either way); exits 1 if any system gives a different
 answer or fails to run. `--run-one SYSTEM` is the child side of one measurement (used internally).
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated labels to run (e.g. pool,ours-processes)")
     parser.add_argument("--breakdown", action="store_true",
                         help="only time each step of a chunk, ours against the Pool's function, in this process")
+    parser.add_argument("--markdown", metavar="JSON", help="only print the README tables of a complete run's JSON")
     parser.add_argument("--run-one", metavar="SYSTEM", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
@@ -56,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.child import run_one
 
         return run_one(args.run_one, RunSpec(args.data, args.workers, args.scratch, args.tasks, args.tiny_file))
+    if args.markdown:
+        from bench.markdown import render
+
+        print(render(args.markdown))
+        return 0
     if args.breakdown:
         from bench import breakdown, data
 
