@@ -23,6 +23,12 @@ PIPELINE = str(Path(sys.executable).parent / "pipeline")
 TESTS = Path(__file__).resolve().parent
 
 
+def _interruptible() -> None:
+    """In the child, before exec: Ctrl-C as from a terminal, even when these tests run in a background job
+    (a non-interactive shell starts those with SIGINT ignored, and an ignored signal stays ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_gone(processes: list[psutil.Process], timeout: float = 30) -> list[psutil.Process]:
     _, alive = psutil.wait_procs(processes, timeout=timeout)
     return alive
@@ -39,7 +45,7 @@ def test_ctrl_c_stops_everything_the_run_started(dataset: Path, tmp_path: Path, 
         f'[sink]\npath = "{out}"\n[engine]\nname = "{engine}"\nworkers = 2\n'
     )
     run = subprocess.Popen([PIPELINE, "run", str(config), "--quiet"], start_new_session=True,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
     deadline = time.monotonic() + 180
     while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.1)
