@@ -44,7 +44,8 @@ def render(path: str) -> str:
         f"{opts['workers']} workers, median of {opts['repeats']} whole-process runs; {machine['cpu_count']} cores "
         f"({machine['cpu_model']}), {machine['memory_gb']} GB, Python {machine['python']}, pandas {libs['pandas']}, "
         f"pyarrow {libs['pyarrow']}, polars {libs['polars']}; commit {machine['commit'][:7]}"
-        f"{' (uncommitted changes)' if machine['worktree_dirty'] else ''}.",
+        f"{' (uncommitted changes)' if machine['worktree_dirty'] else ''}"
+        f"{', finished ' + result['finished_utc'] if 'finished_utc' in result else ''}.",
         "",
         "| system | job (s) | with start-up (s) | ÷ ours | peak RSS (MB) |",
         "|---|---:|---:|---:|---:|",

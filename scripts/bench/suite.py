@@ -5,6 +5,7 @@ report. Each phase interleaves its systems within every repeat, rotating the sta
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -141,6 +142,7 @@ def main(opts: Options) -> int:
     seconds = time.perf_counter() - started
     report.write_json(opts.json_path, {
         "complete": True,
+        "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine.info(),
         "options": {**opts.__dict__, "data": main_data, "memory_data": memory_data, "tiny_file": tiny},
         "seconds": seconds,
