@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import userstages
-from pipeline import Pipeline, StageError
+from pipeline import ConfigError, Pipeline, StageError
+from pipeline.engines import ENGINES, get_engine
 from pipeline.io import FileSource
 from stages.analyze import aggregate
 
@@ -81,3 +82,9 @@ def test_failing_stage_names_stage_chunk_file_and_user_frame(engine, dataset: Pa
     assert "userstages.py" in error.user_traceback and "pipeline/tasks.py" not in error.user_traceback
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.iterdir())  # staging removed too
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_every_engine_names_an_unknown_option_when_built(name: str):
+    with pytest.raises(ConfigError, match=rf"engine: unknown option\(s\) for the {name} engine: colour, size"):
+        get_engine(name, colour="blue", size=3)

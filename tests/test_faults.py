@@ -82,7 +82,6 @@ def test_concurrent_runs_to_one_destination_cannot_interleave(dataset: Path, tmp
     import subprocess
     import sys
     import textwrap
-    import time
 
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""

@@ -8,7 +8,8 @@ only when asked for, so optional engines cost nothing unless used.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 from pipeline.errors import ConfigError
@@ -55,3 +56,15 @@ def get_engine(name: str = DEFAULT_ENGINE, **options: Any) -> Engine:
             f"(pip install 'pipeline[{name}]')"
         ) from None
     return engine_class(**options)
+
+
+def check_options(engine: str, options: Mapping[str, Any], allowed: Collection[str]) -> None:
+    """A typo in an engine option fails when the engine is built, naming the option."""
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise ConfigError(f"engine: unknown option(s) for the {engine} engine: {', '.join(sorted(unknown))}")
+
+
+def default_workers(workers: int | None) -> int:
+    """Workers asked for, else one per core."""
+    return workers or os.cpu_count() or 1

@@ -27,6 +27,7 @@ import distributed
 from distributed.scheduler import KilledWorker
 from distributed.security import Security
 
+from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed
 from pipeline.engines.local import _main_hidden, children_ignore_sigint
 from pipeline.errors import ConfigError, PipelineError
@@ -47,10 +48,8 @@ class DaskEngine:
     name = "dask"
 
     def __init__(self, workers: int | None = None, address: str | None = None, **options: Any) -> None:
-        unknown = set(options) - OPTIONS
-        if unknown:
-            raise ConfigError(f"engine: unknown option(s) for the dask engine: {', '.join(sorted(unknown))}")
-        self.workers = workers or os.cpu_count() or 1
+        check_options("dask", options, OPTIONS)
+        self.workers = default_workers(workers)
         self.address = address
         self.connect_timeout = float(options.get("connect_timeout", CONNECT_TIMEOUT))
         self.security = _security(options.get("security"))

@@ -9,12 +9,12 @@ dropped once the last level that reads it has run.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import joblib
 
+from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed
 from pipeline.errors import ConfigError
 from pipeline.plan import Plan, Task
@@ -41,12 +41,10 @@ class JoblibEngine:
     name = "joblib"
 
     def __init__(self, workers: int | None = None, address: str | None = None, **options: Any) -> None:
-        unknown = set(options) - OPTIONS
-        if unknown:
-            raise ConfigError(f"engine: unknown option(s) for the joblib engine: {', '.join(sorted(unknown))}")
+        check_options("joblib", options, OPTIONS)
         if address is not None:
             raise ConfigError("engine.address: the joblib engine takes no address; pick a backend instead")
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = default_workers(workers)
         self.backend = str(options.get("backend", "loky"))
         # A typo should fail when the engine is built, not after the first chunk.
         registered = {*joblib.parallel.BACKENDS, *joblib.parallel.EXTERNAL_BACKENDS}

@@ -24,6 +24,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed_batch
 from pipeline.engines._schedule import BatchSizer, InlineExecutor, Submit, call_batch, run_plan
 from pipeline.errors import ConfigError
@@ -39,9 +40,8 @@ class _LocalEngine:
     name = "local"
 
     def __init__(self, workers: int | None = None, retries: int = DEFAULT_RETRIES, **options: Any) -> None:
-        if options:
-            raise ConfigError(f"engine: the {self.name} engine takes no option {', '.join(sorted(options))}")
-        self.workers = workers or os.cpu_count() or 1
+        check_options(self.name, options, ())
+        self.workers = default_workers(workers)
         self.retries = retries
         self._executor: Executor | None = None
 

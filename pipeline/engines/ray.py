@@ -28,6 +28,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, Payload, run_packed
 from pipeline.engines.local import DEFAULT_RETRIES, children_ignore_sigint
 from pipeline.errors import ConfigError, PipelineError
@@ -65,10 +66,8 @@ class RayEngine:
     name = "ray"
 
     def __init__(self, workers: int | None = None, address: str | None = None, **options: Any) -> None:
-        unknown = set(options) - OPTIONS
-        if unknown:
-            raise ConfigError(f"engine: unknown option(s) for the ray engine: {', '.join(sorted(unknown))}")
-        self.workers = workers or os.cpu_count() or 1
+        check_options("ray", options, OPTIONS)
+        self.workers = default_workers(workers)
         self.address = address
         # Ray's max_retries re-runs a task whose worker died; a stage's own exception is never retried
         self.retries = int(options.get("retries", DEFAULT_RETRIES))
