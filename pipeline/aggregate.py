@@ -87,7 +87,7 @@ class GroupAggregate:
 
     def partial(self, df: Batch) -> AggState:
         """The chunk's state. A Polars chunk is reduced by Polars; anything else by pandas."""
-        if format_of(df) == "polars":
+        if format_of(df) in ("polars", "polars-lazy"):
             return polars_partial(self, df)
         df = convert(df, "pandas")
         missing = [c for c in self.columns if c not in df.columns]

@@ -1,8 +1,11 @@
-"""Batch formats a stage can work in: pandas (the default), Arrow tables, Polars frames.
+"""Batch formats a stage can work in: pandas (the default), Arrow tables, Polars frames, lazy Polars frames.
 
 A chunk is read as an Arrow table and converted only where the next consumer wants another format: a
 chain of Arrow stages never touches pandas, and a Polars chain converts once in and once out. Polars is
-imported only when a batch is converted to or from it.
+imported only when a batch is converted to or from it. A "polars-lazy" chain is a query, not data: the
+source may hand it a scan of the chunk's file (`FileSource.scan`), and nothing runs until a consumer that
+wants data (the aggregate's partial, a part write) collects it, so Polars fuses the whole chain and pushes
+projections and filters into its own Parquet reader. Its row counts are unknown until then (`rows` is None).
 
 >>> import pyarrow as pa
 >>> table = pa.table({"a": [1, 2]})
@@ -18,8 +21,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-FORMATS = ("pandas", "arrow", "polars")
-Batch = Any  # pd.DataFrame | pa.Table | polars.DataFrame
+FORMATS = ("pandas", "arrow", "polars", "polars-lazy")
+Batch = Any  # pd.DataFrame | pa.Table | polars.DataFrame | polars.LazyFrame
 
 
 def format_of(batch: Batch) -> str:
@@ -30,6 +33,8 @@ def format_of(batch: Batch) -> str:
     polars = sys.modules.get("polars")
     if polars is not None and isinstance(batch, polars.DataFrame):
         return "polars"
+    if polars is not None and isinstance(batch, polars.LazyFrame):
+        return "polars-lazy"
     raise TypeError(f"expected a pandas DataFrame, pyarrow Table or polars DataFrame, got {type(batch).__name__}")
 
 
@@ -38,6 +43,10 @@ def convert(batch: Batch, to: str) -> Batch:
     have = format_of(batch)
     if have == to:
         return batch
+    if to == "polars-lazy":
+        return convert(batch, "polars").lazy()
+    if have == "polars-lazy":
+        return convert(batch.collect(), to)
     table = to_arrow(batch)
     if to == "pandas":
         return table.to_pandas()
@@ -54,8 +63,15 @@ def to_arrow(batch: Batch) -> pa.Table:
         return batch
     if have == "pandas":
         return pa.Table.from_pandas(batch, preserve_index=False)
+    if have == "polars-lazy":
+        return batch.collect().to_arrow()
     return batch.to_arrow()
 
 
-def rows(batch: Batch) -> int:
-    return batch.num_rows if isinstance(batch, pa.Table) else len(batch)
+def rows(batch: Batch) -> int | None:
+    """The batch's row count; None for a lazy frame, whose rows exist only once it is collected."""
+    if isinstance(batch, pa.Table):
+        return batch.num_rows
+    if format_of(batch) == "polars-lazy":
+        return None
+    return len(batch)

@@ -32,5 +32,9 @@ def summary(manifest: Manifest) -> Table:
     for column in ("stage", "chunks", "rows in", "rows out", "task time (s)"):
         table.add_column(column, justify="left" if column == "stage" else "right")
     for name, count in manifest.stats.items():
-        table.add_row(name, f"{count.chunks:,}", f"{count.rows_in:,}", f"{count.rows_out:,}", f"{count.seconds:.2f}")
+        table.add_row(name, f"{count.chunks:,}", _count(count.rows_in), _count(count.rows_out), f"{count.seconds:.2f}")
     return table
+
+
+def _count(rows: int | None) -> str:
+    return "lazy" if rows is None else f"{rows:,}"

@@ -8,16 +8,20 @@ from dataclasses import dataclass
 
 @dataclass
 class StageCount:
-    rows_in: int = 0
-    rows_out: int = 0
+    rows_in: int | None = 0  # None: not counted (a lazy batch has no rows until it is collected)
+    rows_out: int | None = 0
     seconds: float = 0.0
     chunks: int = 0
 
     def add(self, other: "StageCount") -> None:
-        self.rows_in += other.rows_in
-        self.rows_out += other.rows_out
+        self.rows_in = _sum(self.rows_in, other.rows_in)
+        self.rows_out = _sum(self.rows_out, other.rows_out)
         self.seconds += other.seconds
         self.chunks += other.chunks
+
+
+def _sum(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a + b
 
 
 Stats = dict[str, StageCount]

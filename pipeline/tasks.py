@@ -46,8 +46,15 @@ def _apply(stages: Sequence[Stage], batch: Batch, chunk: int | None, source: str
     return batch
 
 
-def _read(source: Source, chunk: Chunk, stats: Stats, skipped: list[list[str]]) -> Batch:
+def _read(source: Source, chunk: Chunk, stats: Stats, skipped: list[list[str]], lazy: bool) -> Batch:
+    """The chunk as data, or — when the first stage takes lazy Polars frames and the source can — as a scan
+    of it that the stages extend and a later consumer collects."""
     started = time.perf_counter()
+    scan = getattr(source, "scan", None)
+    batch = scan(chunk) if lazy and scan is not None else None
+    if batch is not None:
+        stats["read"] = StageCount(chunk.rows, chunk.rows, time.perf_counter() - started, 1)
+        return batch
     try:
         batch = source.read(chunk)
     except SkippedChunk as exc:  # on_bad_file = "skip": no rows from this chunk, and say so
@@ -61,7 +68,8 @@ def _chunk(source: Source, chunk: Chunk, stages: Sequence[Stage]) -> tuple[Batch
     """Read a chunk and run the fused per-chunk stages: (batch, counters, [file, why] skipped)."""
     stats: Stats = {}
     skipped: list[list[str]] = []
-    batch = _apply(stages, _read(source, chunk, stats, skipped), chunk.index, chunk.label, stats)
+    lazy = bool(stages) and stages[0].batch == "polars-lazy"
+    batch = _apply(stages, _read(source, chunk, stats, skipped, lazy), chunk.index, chunk.label, stats)
     return batch, stats, skipped
 
 
@@ -79,8 +87,9 @@ def write_chunk(
 
 def _write(sink: Sink, batch: Batch, chunk: int | None, source: str, stats: Stats) -> Receipt:
     started = time.perf_counter()
-    stats["write"] = StageCount(rows(batch), rows(batch), 0.0, 1)
+    stats["write"] = StageCount(0, 0, 0.0, 1)  # in `stats` before the write: the receipt carries it
     receipt = sink.write_part(batch, chunk, stats, source)
+    stats["write"].rows_in = stats["write"].rows_out = receipt.rows  # a lazy batch has rows once written
     stats["write"].seconds = time.perf_counter() - started
     return receipt
 

@@ -93,3 +93,45 @@ def test_polars_chunks_are_reduced_by_polars_with_the_pandas_answer(table: pd.Da
     result = agg.finalize(agg.combine([agg.partial(c) for c in chunks]))
     expected = aggregate(df, by=["carrier", "month"], aggs=aggs)
     pd.testing.assert_frame_equal(result, expected, check_exact=False, rtol=1e-9)
+
+
+@declare(batch="polars-lazy")
+def long_scored_lazy(df: pl.LazyFrame) -> pl.LazyFrame:
+    SEEN.append(type(df).__name__)
+    return df.filter(pl.col("distance") >= 1000).with_columns(score=pl.col("delay").fill_null(0) * 2)
+
+
+@pytest.mark.parametrize("chunk_rows", [500, 10**6])  # one row group per chunk (a slice), whole files
+def test_lazy_polars_stages_then_aggregate_equal_pandas(engine, dataset: Path, table: pd.DataFrame, tmp_path: Path,
+                                                        chunk_rows: int):
+    from pipeline.aggregate import FUNCTIONS
+
+    aggs = {f"{c}_{fn}": [c, fn] for c in ("score", "delay") for fn in FUNCTIONS}
+    pipeline = Pipeline().then(long_scored_lazy).then(aggregate, by=["carrier", "month"], aggs=aggs)
+    pipeline.run(FileSource(str(dataset), chunk_rows=chunk_rows), str(tmp_path / "a.parquet"), engine)
+    expected = aggregate(score_pandas(table[table["distance"] >= 1000]), by=["carrier", "month"], aggs=aggs)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a.parquet"), expected, check_exact=False, rtol=1e-9)
+
+
+def test_lazy_polars_parts_are_collected_when_written(dataset: Path, table: pd.DataFrame, tmp_path: Path):
+    SEEN.clear()
+    manifest = Pipeline().then(long_scored_lazy).run(FileSource(str(dataset), chunk_rows=500), str(tmp_path / "out"),
+                                                     "sync")
+    assert set(SEEN) == {"LazyFrame"}  # the stage got a scan of the chunk, not data
+    got = pd.read_parquet(tmp_path / "out")
+    expected = score_pandas(table[table["distance"] >= 1000]).reset_index(drop=True)
+    # Polars categoricals keep their values, not pandas' category order
+    pd.testing.assert_frame_equal(got[list(expected.columns)], expected, check_dtype=False, check_categorical=False)
+    assert manifest.rows == len(expected) and manifest.stats["write"].rows_out == len(expected)
+    assert manifest.stats["long_scored_lazy"].rows_out is None  # not counted: never materialised on its own
+
+
+def test_a_chunk_is_scanned_by_polars_only_where_the_scan_is_exact(dataset: Path):
+    source, chunks = FileSource(str(dataset), chunk_rows=500).discover()
+    for chunk in chunks[:3]:
+        scanned = source.scan(chunk).collect().to_pandas()
+        pd.testing.assert_frame_equal(scanned, source.read(chunk).to_pandas(), check_dtype=False,
+                                      check_categorical=False)
+    filtered, some = FileSource(str(dataset), filters=[("month", ">", 6)]).discover()
+    skipping, more = FileSource(str(dataset), on_bad_file="skip").discover()
+    assert filtered.scan(some[0]) is None and skipping.scan(more[0]) is None  # pyarrow reads those

@@ -133,6 +133,31 @@ class FileSource:
             raise InputError(chunk.label, str(exc)) from None
         return table
 
+    def scan(self, chunk: Chunk) -> Any:
+        """The chunk as a lazy Polars scan of its file, so Polars reads only what the query needs; None when
+        the plain read must be used instead: CSV, filters or hive partitions (pyarrow evaluates those), skipping
+        bad files (a scan fails only when collected), or a file whose columns differ from the fixed schema."""
+        if self.format != "parquet" or self.filters is not None or self.on_bad_file != "error":
+            return None
+        if chunk.partition is not None and str(chunk.partition) != "true":
+            return None
+        fragment = _parquet_fragment(chunk.path, chunk.partition)
+        columns = list(self.columns) if self.columns is not None else self.schema.names
+        physical = fragment.physical_schema
+        if any(physical.get_field_index(c) < 0 or physical.field(c).type != self.schema.field(c).type
+               for c in columns):
+            return None
+        import polars as pl
+
+        query = pl.scan_parquet(chunk.path).select(columns)
+        groups = [rg.num_rows for rg in fragment.row_groups]
+        ids = list(chunk.row_groups) if chunk.row_groups is not None else list(range(len(groups)))
+        if ids != list(range(len(groups))):
+            if ids != list(range(ids[0], ids[-1] + 1)):
+                return None
+            query = query.slice(sum(groups[: ids[0]]), sum(groups[i] for i in ids))
+        return query
+
     def empty(self) -> pa.Table:
         """No rows, the columns a chunk would have: what a skipped chunk contributes."""
         schema = self.schema if self.columns is None else pa.schema([self.schema.field(c) for c in self.columns])

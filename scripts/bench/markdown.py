@@ -15,6 +15,7 @@ NAMES = {
     "ours-dask": "this framework, dask (LocalCluster)",
     "ours-ray": "this framework, ray (local)",
     "ours-polars-stages": "this framework, processes, Polars stages",
+    "ours-polars-lazy-threads": "this framework, threads, lazy Polars stages",
     "pool": "hand-written multiprocessing.Pool",
     "pandas-whole": "pandas, whole table",
     "pandas-files": "pandas, file by file",

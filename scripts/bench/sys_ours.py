@@ -25,21 +25,21 @@ def taxi_pipeline():  # noqa: ANN201 - pipeline.Pipeline, imported lazily
     return Pipeline().then(job.clean).then(job.transform).then(aggregate, by=job.KEYS, aggs=job.AGGS)
 
 
-def taxi_pipeline_polars():  # noqa: ANN201 - pipeline.Pipeline, imported lazily
-    """The same job with Polars stages (`bench.polars_stages`)."""
-    from bench import polars_stages
+def taxi_pipeline_polars(lazy: bool = False):  # noqa: ANN201 - pipeline.Pipeline, imported lazily
+    """The same job with Polars stages (`bench.polars_stages`), eager or lazy."""
+    from bench import polars_stages as ps
     from pipeline import Pipeline
     from stages.analyze import aggregate
 
-    return (Pipeline().then(polars_stages.clean).then(polars_stages.transform)
-            .then(aggregate, by=job.KEYS, aggs=job.AGGS))
+    clean, transform = (ps.clean_lazy, ps.transform_lazy) if lazy else (ps.clean, ps.transform)
+    return Pipeline().then(clean).then(transform).then(aggregate, by=job.KEYS, aggs=job.AGGS)
 
 
-def _run(spec: RunSpec, t: Timer, engine: object, polars: bool = False) -> pd.DataFrame:
+def _run(spec: RunSpec, t: Timer, engine: object, pipeline: object = None) -> pd.DataFrame:
     from pipeline.io import FileSource
 
     sink = spec.out("result.parquet")
-    pipeline = taxi_pipeline_polars() if polars else taxi_pipeline()
+    pipeline = pipeline or taxi_pipeline()
     with t.phase("job"):
         pipeline.run(FileSource(spec.data, columns=job.COLUMNS), sink, engine=engine, workers=spec.workers,
                      mode="overwrite")
@@ -59,13 +59,23 @@ def local(engine: str):  # noqa: ANN201 - a system function
     return system
 
 
-def polars_processes(spec: RunSpec, t: Timer) -> pd.DataFrame:
-    """The Polars-stage job on the processes engine: compared with Polars' own lazy engine."""
-    with t.phase("import"):
-        import pipeline  # noqa: F401
-        import stages.analyze  # noqa: F401
-        from bench import polars_stages  # noqa: F401 - imports polars, as the user's module would
-    return _run(spec, t, "processes", polars=True)
+def polars_stages(how: str):  # noqa: ANN201 - a system function
+    """The job with Polars stages, `how` = "ENGINE" (eager stages) or "ENGINE-lazy": compared with Polars' own
+    lazy engine. Polars and Arrow release the GIL, so the threads engine runs them in parallel without
+    starting worker processes (which a driver that imported Polars can only start from the forkserver)."""
+    engine, _, mode = how.partition("-")
+    lazy = mode == "lazy"
+
+    def system(spec: RunSpec, t: Timer) -> pd.DataFrame:
+        with t.phase("import"):
+            os.environ.setdefault("POLARS_MAX_THREADS", str(spec.workers))  # read once, at import
+            import pipeline  # noqa: F401
+            import stages.analyze  # noqa: F401
+            from bench import polars_stages  # noqa: F401 - imports polars, as the user's module would
+        return _run(spec, t, engine, taxi_pipeline_polars(lazy))
+
+    system.__name__ = f"ours_polars_{'lazy' if lazy else 'eager'}_{engine}"
+    return system
 
 
 def start_dask(workers: int):  # noqa: ANN201 - (cluster, client)
