@@ -4,6 +4,7 @@ at the group-by). The group-by is the framework's own `aggregate`, which reduces
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 import polars as pl
@@ -25,21 +26,16 @@ def _transform(df: Frame) -> Frame:
         mph=col("trip_distance") / (col("trip_minutes") / 60), tip_pct=100 * col("tip_amount") / col("fare_amount"))
 
 
-@declare(batch="polars")
-def clean(df: pl.DataFrame) -> pl.DataFrame:
-    return _clean(df)
+def _declared(fn: Callable[[Frame], Frame], batch: str, name: str) -> Callable[[Frame], Frame]:
+    """`fn` as a stage of one batch format, under `name` (the format is an attribute of the function object)."""
+    def stage(df: Frame) -> Frame:
+        return fn(df)
+
+    stage.__name__ = stage.__qualname__ = name
+    return declare(batch=batch)(stage)
 
 
-@declare(batch="polars")
-def transform(df: pl.DataFrame) -> pl.DataFrame:
-    return _transform(df)
-
-
-@declare(batch="polars-lazy")
-def clean_lazy(df: pl.LazyFrame) -> pl.LazyFrame:
-    return _clean(df)
-
-
-@declare(batch="polars-lazy")
-def transform_lazy(df: pl.LazyFrame) -> pl.LazyFrame:
-    return _transform(df)
+clean = _declared(_clean, "polars", "clean")
+transform = _declared(_transform, "polars", "transform")
+clean_lazy = _declared(_clean, "polars-lazy", "clean_lazy")
+transform_lazy = _declared(_transform, "polars-lazy", "transform_lazy")
