@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.aggregate_polars import polars_partial
+from pipeline.aggregate_polars import as_pandas, polars_partial
 from pipeline.batch import Batch, convert, format_of
 
 # function -> the per-chunk state columns it needs
@@ -40,9 +41,10 @@ _COMBINE = {"count": "sum", "size": "sum", "sum": "sum", "min": "min", "max": "m
 
 @dataclass
 class AggState:
-    """The partial result of a chunk or of several: state columns per group, distinct pairs for nunique."""
+    """The partial result of a chunk or of several: state columns per group, distinct pairs for nunique.
+    A chunk's partial computed by Polars keeps its Polars frame until combined (see `aggregate_polars`)."""
 
-    frame: pd.DataFrame
+    frame: Any  # pd.DataFrame (keys as the index) or a Polars partial frame
     distinct: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
@@ -109,6 +111,8 @@ class GroupAggregate:
 
     def combine(self, parts: Sequence[AggState]) -> AggState:
         frames = [p.frame for p in parts if len(p.frame)] or [parts[0].frame]
+        if not all(isinstance(f, pd.DataFrame) for f in frames):  # partials Polars computed
+            frames = as_pandas(self, frames)
         frame = _concat(frames)
         grouped = frame.groupby(level=list(range(len(self.by))), sort=False, observed=True)
         out: dict[str, pd.Series] = {}

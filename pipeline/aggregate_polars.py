@@ -1,10 +1,11 @@
 """The group-by partial computed by Polars, for chunks that are already Polars frames, eager or lazy:
-the same state columns as the pandas partial, so partials combine and finalise alike. Only the small
-per-group result is converted to pandas."""
+the same state columns as the pandas partial, so partials combine and finalise alike. The small per-group
+result stays a Polars frame until it is combined (`as_pandas`): a combine converts all its Polars partials in
+one go rather than one conversion per chunk (pandas work that would hold the GIL in every chunk task)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 def polars_partial(agg: "GroupAggregate", df: "pl.DataFrame | pl.LazyFrame") -> "AggState":
     import polars as pl
 
-    from pipeline.aggregate import STATES, AggState
+    from pipeline.aggregate import AggState
 
     schema = df.collect_schema()  # a lazy frame's columns are known without running it
     missing = [c for c in agg.columns if c not in schema]
@@ -29,24 +30,58 @@ def polars_partial(agg: "GroupAggregate", df: "pl.DataFrame | pl.LazyFrame") -> 
     floats = [c for c in agg.columns if schema[c].is_float() and c not in by]
     rows = (df.lazy().select(agg.columns)  # only what the aggregate reads
             .with_columns(pl.col(floats).fill_nan(None)).drop_nulls(by))  # pandas: NaN is missing, null keys dropped
-    exprs = {"": pl.len()}
     distinct: dict[str, pd.DataFrame] = {}
     for column, fn in agg.aggs.values():
         if fn == "nunique":
             pairs = rows.select(list(dict.fromkeys([*by, column]))).drop_nulls().unique(maintain_order=True)
             distinct[column] = pairs.collect().to_pandas()
-            continue
+    exprs = _state_exprs(agg)
+    # group order is free: combine regroups by key and finalize sorts; first/last follow row order regardless.
+    # Columns s0, s1, ...: state names hold NUL characters, which Polars cannot hand to pandas.
+    grouped = rows.group_by(by).agg(**{f"s{i}": e for i, e in enumerate(exprs.values())}).collect()
+    return AggState(grouped, distinct)
+
+
+def _state_exprs(agg: "GroupAggregate") -> dict[str, "pl.Expr"]:
+    """State name -> Polars expression, in the pandas partial's column order."""
+    import polars as pl
+
+    from pipeline.aggregate import STATES
+
+    exprs = {"": pl.len()}
+    for column, fn in agg.aggs.values():
         for kind in STATES[fn]:
             exprs.setdefault(f"{column}\0{kind}", _state(pl.col(column), kind))
-    names = list(exprs)
-    # group order is free: combine regroups by key and finalize sorts; first/last follow row order regardless
-    grouped = rows.group_by(by).agg(**{f"s{i}": e for i, e in enumerate(exprs.values())}).collect()
-    frame = grouped.to_pandas().set_index(by)
+    return exprs
+
+
+def as_pandas(agg: "GroupAggregate", frames: list[Any]) -> list[pd.DataFrame]:
+    """Partial frames as pandas states (keys as the index), in order; each run of Polars partials is
+    concatenated in Polars and converted once."""
+    import polars as pl
+
+    out: list[pd.DataFrame] = []
+    run: list[pl.DataFrame] = []
+    for frame in [*frames, None]:
+        if isinstance(frame, pl.DataFrame):
+            run.append(frame)
+            continue
+        if run:
+            out.append(_converted(agg, pl.concat(run, how="vertical_relaxed")))
+            run = []
+        if frame is not None:
+            out.append(frame)
+    return out
+
+
+def _converted(agg: "GroupAggregate", grouped: "pl.DataFrame") -> pd.DataFrame:
+    names = list(_state_exprs(agg))
+    frame = grouped.to_pandas().set_index(list(agg.by))
     frame.columns = names
     for name in names:
         if name == "" or name.endswith(("\0count", "\0size")):
             frame[name] = frame[name].astype("int64")
-    return AggState(frame, distinct)
+    return frame
 
 
 def _state(values: "pl.Expr", kind: str) -> "pl.Expr":

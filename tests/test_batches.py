@@ -93,6 +93,10 @@ def test_polars_chunks_are_reduced_by_polars_with_the_pandas_answer(table: pd.Da
     result = agg.finalize(agg.combine([agg.partial(c) for c in chunks]))
     expected = aggregate(df, by=["carrier", "month"], aggs=aggs)
     pd.testing.assert_frame_equal(result, expected, check_exact=False, rtol=1e-9)
+    # Polars partials and pandas partials interleaved (chunk order matters for first/last): the same answer
+    mixed = [agg.partial(c if i % 3 else c.to_pandas()) for i, c in enumerate(chunks)]
+    assert {type(p.frame).__module__.split(".")[0] for p in mixed} == {"pandas", "polars"}
+    pd.testing.assert_frame_equal(agg.finalize(agg.combine(mixed)), expected, check_exact=False, rtol=1e-9)
 
 
 @declare(batch="polars-lazy")
