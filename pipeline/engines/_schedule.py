@@ -48,7 +48,6 @@ class BatchSizer:
         return max(1, min(self.most, int(self.target / max(self.per_task, 1e-7))))
 
 
-
 def run_plan(
     plan: Plan,
     submit: Submit,
