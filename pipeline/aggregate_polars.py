@@ -48,7 +48,7 @@ def _state_exprs(agg: "GroupAggregate") -> dict[str, "pl.Expr"]:
 
     from pipeline.aggregate import STATES
 
-    exprs = {"": pl.len()}
+    exprs = {"": pl.len().cast(pl.Int64)}  # counts as int64, as pandas has them
     for column, fn in agg.aggs.values():
         for kind in STATES[fn]:
             exprs.setdefault(f"{column}\0{kind}", _state(pl.col(column), kind))
@@ -75,12 +75,8 @@ def as_pandas(agg: "GroupAggregate", frames: list[Any]) -> list[pd.DataFrame]:
 
 
 def _converted(agg: "GroupAggregate", grouped: "pl.DataFrame") -> pd.DataFrame:
-    names = list(_state_exprs(agg))
     frame = grouped.to_pandas().set_index(list(agg.by))
-    frame.columns = names
-    for name in names:
-        if name == "" or name.endswith(("\0count", "\0size")):
-            frame[name] = frame[name].astype("int64")
+    frame.columns = list(_state_exprs(agg))
     return frame
 
 
