@@ -1,6 +1,6 @@
 """Resume: each chunk task records what it finished in the staging folder, under a fingerprint of
 everything its result depends on — the stage chain's code and params, the source settings, and the
-chunk's file (path, size, modification time, row groups). A resumed run reuses a chunk only when the
+chunk's files (path, size, modification time, row groups). A resumed run reuses a chunk only when the
 fingerprint still matches, so a changed stage invalidates every chunk and a changed file only its own.
 
     staging/chunk-00003.done    {"fingerprint": "..."}   written last: the result below is complete
@@ -20,7 +20,8 @@ from typing import Any
 import cloudpickle
 
 from pipeline.io.manifest import write_json_atomically
-from pipeline.io.source import Chunk, Source
+from pipeline.io.chunk import Chunk
+from pipeline.io.source import Source
 from pipeline.stage import Stage
 
 
@@ -82,8 +83,11 @@ def source_settings(source: Source) -> list[Any]:
 
 
 def _chunk_identity(chunk: Chunk) -> list[Any]:
-    stat = os.stat(chunk.path)
-    return [chunk.path, stat.st_size, stat.st_mtime_ns, list(chunk.row_groups or [])]
+    identity = []
+    for piece in chunk.pieces:
+        stat = os.stat(piece.path)
+        identity.append([piece.path, stat.st_size, stat.st_mtime_ns, list(piece.row_groups or [])])
+    return identity
 
 
 def _params(params: Any) -> str:

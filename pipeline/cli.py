@@ -16,6 +16,7 @@ from rich.markup import escape
 from pipeline import config as config_module
 from pipeline.engines import get_engine
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.plan import discover
 from pipeline.progress import progress_bar, summary
 
 
@@ -98,7 +99,7 @@ def _plan(job: config_module.Job, args: argparse.Namespace, console: Console) ->
 
 
 def _validate(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
-    source, chunks = job.source.discover()
+    source, chunks = discover(job.pipeline.stages, job.source)
     stages = ", ".join(s.name for s in job.pipeline.stages)
     print(f"{job.path}: ok — {len(chunks)} chunks from {source.describe()}; stages: {stages}")
     return 0

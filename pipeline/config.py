@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from pipeline.engines import ENGINES
 from pipeline.errors import ConfigError
 from pipeline.io import FileSource, sink_for
-from pipeline.io.source import DEFAULT_CHUNK_ROWS
 from pipeline.pipeline import Pipeline
 from pipeline.stage import Stage
 
@@ -35,7 +34,7 @@ class SourceConfig(_Section):
     format: Literal["parquet", "csv"] | None = None
     columns: list[str] | None = None
     filters: list[tuple[str, str, Any]] | None = None
-    chunk_rows: PositiveInt = DEFAULT_CHUNK_ROWS
+    chunk_rows: PositiveInt | None = None  # None: chosen for the stages (see plan.discover)
     on_bad_file: Literal["error", "skip"] = "error"
 
 

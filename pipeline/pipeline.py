@@ -21,7 +21,7 @@ import pandas as pd
 from pipeline.engines import DEFAULT_ENGINE, Engine
 from pipeline.errors import ConfigError
 from pipeline.io import FileSource, Manifest, MemorySink, MemorySource, Sink, Source, sink_for
-from pipeline.plan import Plan, compile_plan
+from pipeline.plan import Plan, compile_plan, discover
 from pipeline.stage import Stage
 
 
@@ -55,7 +55,7 @@ class Pipeline:
 
     def plan(self, source: Source | str, sink: Sink | str = "<memory>", run_id: str = "plan") -> Plan:
         """The task graph this pipeline compiles to, without running it (and without staging output)."""
-        source, chunks = _as_source(source).discover()
+        source, chunks = discover(self.stages, _as_source(source))
         return compile_plan(self.stages, source, chunks, MemorySink() if sink == "<memory>" else _as_sink(sink))
 
     def run(

@@ -22,10 +22,12 @@ from typing import Any
 from pipeline import tasks
 from pipeline.checkpoint import Checkpoint, fingerprints
 from pipeline.io.sink import Sink
-from pipeline.io.source import Chunk, Source
+from pipeline.io.chunk import Chunk
+from pipeline.io.source import Source
 from pipeline.stage import Stage
 
 DEFAULT_FAN_IN = 8
+LAZY_CHUNK_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,17 @@ def split(stages: tuple[Stage, ...]) -> tuple[tuple[Stage, ...], Stage | None, t
         if stage.is_reduction:
             return stages[:i], stage, stages[i + 1 :]
     return stages, None, ()
+
+
+def discover(stages: tuple[Stage, ...], source: Source) -> tuple[Source, list[Chunk]]:
+    """The source's chunks, sized for the stages when the source leaves the size open: a chain that starts
+    lazy reads bigger chunks (`LAZY_CHUNK_ROWS`). Polars streams such a chunk in morsels on its own threads,
+    so memory does not grow with it, and each chunk fewer saves a query's fixed cost; a pandas chunk is held
+    whole by one worker with its temporaries, where smaller runs faster."""
+    before = split(stages)[0]
+    if before and before[0].batch == "polars-lazy" and getattr(source, "chunk_rows", 0) is None:
+        source = replace(source, chunk_rows=LAZY_CHUNK_ROWS)  # type: ignore[type-var]
+    return source.discover()
 
 
 def project(source: Source, stages: tuple[Stage, ...]) -> Source:

@@ -1,6 +1,6 @@
 """Run a pipeline: discover chunks, stage the sink, compile, hand the plan to an engine, commit.
 
-    source.discover() ─▶ sink.for_run() ─▶ compile_plan() ─▶ engine.run(plan) ─▶ manifest
+    discover()        ─▶ sink.for_run() ─▶ compile_plan() ─▶ engine.run(plan) ─▶ manifest
                                                                    │ failure
                                                                    ▼
                                                              sink.abort(): staging removed,
@@ -22,7 +22,7 @@ from pipeline.errors import ConfigError
 from pipeline.io import Manifest, Sink, Source
 from pipeline.io.lock import output_lock
 from pipeline import tasks
-from pipeline.plan import Plan, compile_plan, split
+from pipeline.plan import Plan, compile_plan, discover, split
 
 if TYPE_CHECKING:
     from pipeline.pipeline import Pipeline
@@ -49,7 +49,7 @@ def execute(
         with get_engine(engine, workers=workers) as owned:
             return execute(pipeline, source, sink, owned, workers, on_progress, resume)
     started = time.perf_counter()
-    source, chunks = source.discover()
+    source, chunks = discover(pipeline.stages, source)
     _refuse_overlap(source, sink)
     single = split(pipeline.stages)[1] is not None
     with output_lock(sink.path) if _on_disk(sink) else contextlib.nullcontext():

@@ -7,19 +7,21 @@ Every user-visible failure leaves here as a `PipelineError` naming the stage, ch
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
-
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from pipeline.batch import Batch, convert, rows
 from pipeline.checkpoint import Checkpoint
 from pipeline.errors import PipelineError, StageError
 from pipeline.io.manifest import Manifest, Receipt
 from pipeline.io.sink import Sink
-from pipeline.io.source import Chunk, SkippedChunk, Source
+from pipeline.io.chunk import Chunk
+from pipeline.io.source import SkippedChunk, Source
 from pipeline.stage import Stage
 from pipeline.stats import StageCount, Stats, merge
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -77,12 +79,29 @@ def write_chunk(
     source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink, checkpoint: Checkpoint | None = None
 ) -> Receipt:
     """Read one chunk, run the fused per-chunk stages, write the part to staging."""
-    batch, stats, skipped = _chunk(source, chunk, stages)
+    batch, stats, skipped = _naming_the_file(chunk, lambda c: _chunk(source, c, stages))
     receipt = _write(sink, batch, chunk.index, chunk.label, stats)
     receipt.skipped = skipped
     if checkpoint is not None:
         checkpoint.save(receipt)
     return receipt
+
+
+def _naming_the_file(chunk: Chunk, work: Callable[[Chunk], T]) -> T:
+    """`work(chunk)`; when a stage fails on a chunk of several files, each file's piece is run alone to find
+    the one it fails on, so the message names that file (a cost paid only on this failure path). A stage
+    that fails only on the pieces together keeps the whole chunk's message."""
+    try:
+        return work(chunk)
+    except StageError:
+        if len(chunk.pieces) < 2:
+            raise
+        for piece in chunk.pieces:
+            try:
+                work(replace(chunk, pieces=(piece,)))
+            except StageError as narrower:
+                raise narrower from None
+        raise
 
 
 def _write(sink: Sink, batch: Batch, chunk: int | None, source: str, stats: Stats) -> Receipt:
@@ -98,19 +117,23 @@ def partial_chunk(
     source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage, checkpoint: Checkpoint | None = None
 ) -> Partial:
     """Read one chunk, run the fused per-chunk stages, reduce it to the reducer's partial."""
+    partial = _naming_the_file(chunk, lambda c: _partial(source, c, stages, reducer))
+    if checkpoint is not None:
+        checkpoint.save(partial)
+    return partial
+
+
+def _partial(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage) -> Partial:
     batch, stats, skipped = _chunk(source, chunk, stages)
     started = time.perf_counter()
     try:
         reduction = reducer.reduction()
         wanted = getattr(reduction, "batch", "pandas")
         value = reduction.partial(batch if wanted == "any" else convert(batch, wanted))
-    except Exception as exc:
+    except Exception as exc:  # a lazy chain runs here: its stages' errors surface here too
         raise StageError.from_exception(exc, reducer.name, chunk.index, chunk.label) from None
     stats[reducer.name] = StageCount(rows(batch), 0, time.perf_counter() - started, 1)
-    partial = Partial(value, stats, skipped)
-    if checkpoint is not None:
-        checkpoint.save(partial)
-    return partial
+    return Partial(value, stats, skipped)
 
 
 def reuse(checkpoint: Checkpoint) -> Any:

@@ -105,7 +105,7 @@ def long_scored_lazy(df: pl.LazyFrame) -> pl.LazyFrame:
     return df.filter(pl.col("distance") >= 1000).with_columns(score=pl.col("delay").fill_null(0) * 2)
 
 
-@pytest.mark.parametrize("chunk_rows", [500, 10**6])  # one row group per chunk (a slice), whole files
+@pytest.mark.parametrize("chunk_rows", [500, 1000, 10**6])  # a row group a chunk (a slice), slices of 2 files, 4 files
 def test_lazy_polars_stages_then_aggregate_equal_pandas(engine, dataset: Path, table: pd.DataFrame, tmp_path: Path,
                                                         chunk_rows: int):
     from pipeline.aggregate import FUNCTIONS
@@ -132,10 +132,24 @@ def test_lazy_polars_parts_are_collected_when_written(dataset: Path, table: pd.D
 
 def test_a_chunk_is_scanned_by_polars_only_where_the_scan_is_exact(dataset: Path):
     source, chunks = FileSource(str(dataset), chunk_rows=500).discover()
-    for chunk in chunks[:3]:
+    spanning = FileSource(str(dataset), chunk_rows=1000).discover()[1][1:2]  # a file's tail, the next one's head
+    for chunk in [*chunks[:3], *spanning, *FileSource(str(dataset)).discover()[1]]:
         scanned = source.scan(chunk).collect().to_pandas()
         pd.testing.assert_frame_equal(scanned, source.read(chunk).to_pandas(), check_dtype=False,
                                       check_categorical=False)
     filtered, some = FileSource(str(dataset), filters=[("month", ">", 6)]).discover()
     skipping, more = FileSource(str(dataset), on_bad_file="skip").discover()
     assert filtered.scan(some[0]) is None and skipping.scan(more[0]) is None  # pyarrow reads those
+
+
+def test_chunk_size_left_open_is_chosen_for_the_first_stage(dataset: Path, monkeypatch: pytest.MonkeyPatch):
+    """Unset, chunk_rows is the source's default for eager stages and bigger for a chain that starts lazy;
+    set, it holds for every chain."""
+    from pipeline import plan as plan_module
+    from pipeline.io import source as source_module
+
+    monkeypatch.setattr(source_module, "DEFAULT_CHUNK_ROWS", 1000)
+    monkeypatch.setattr(plan_module, "LAZY_CHUNK_ROWS", 3000)
+    eager, lazy = Pipeline().then(score_pandas).stages, Pipeline().then(long_scored_lazy).stages
+    assert [len(plan_module.discover(s, FileSource(str(dataset)))[1]) for s in (eager, lazy)] == [6, 2]
+    assert [len(plan_module.discover(s, FileSource(str(dataset), chunk_rows=1500))[1]) for s in (eager, lazy)] == [4, 4]

@@ -45,7 +45,7 @@ def test_per_chunk_pipeline_writes_every_part_in_order(engine, dataset: Path, ta
     expected = userstages.add_speed(userstages.long_flights(table, 1500)).reset_index(drop=True)
     out = tmp_path / "out"
     parts = sorted(p.name for p in out.glob("part-*.parquet"))
-    assert parts == [f"part-{i:05d}.parquet" for i in range(8)]  # 4 files × (2 row groups + 1 row group)
+    assert parts == [f"part-{i:05d}.parquet" for i in range(6)]  # 6,000 rows packed 1,000 a chunk across files
     result = pd.concat([pd.read_parquet(out / p) for p in parts], ignore_index=True)
     pd.testing.assert_frame_equal(result, expected)
     marker = json.loads((out / "_SUCCESS").read_text())

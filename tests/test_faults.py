@@ -13,7 +13,8 @@ import pytest
 import userstages
 from pipeline import Pipeline, PipelineError, StageError
 from pipeline.engines import get_engine
-from pipeline.io import FileSource
+from pipeline.io import FileSource, MemorySink
+from stages.analyze import aggregate
 
 cloudpickle.register_pickle_by_value(userstages)
 
@@ -57,7 +58,7 @@ def test_poison_pill_is_not_retried_and_leaves_committed_output(dataset: Path, t
     before = {name: (out / name).read_bytes() for name in parts(out)}
     poisoned = Pipeline().then(userstages.fail_on, name="poison", bad_id=5999)
     with get_engine(engine_name, workers=2) as engine, pytest.raises(StageError) as caught:
-        poisoned.run(str(dataset), str(out), engine, mode="overwrite")
+        poisoned.run(FileSource(str(dataset), chunk_rows=1500), str(out), engine, mode="overwrite")  # a file a chunk
     assert "stage 'poison' failed on chunk 3 (input" in str(caught.value) and "data-003.parquet" in str(caught.value)
     assert caught.value.attempts == 1 and "not retried" in str(caught.value)
     assert {name: (out / name).read_bytes() for name in parts(out)} == before
@@ -100,3 +101,18 @@ def test_concurrent_runs_to_one_destination_cannot_interleave(dataset: Path, tmp
         holder.wait()
     Pipeline().then(userstages.add_speed).run(str(dataset), str(out), "sync")  # the lock died with its holder
     assert (out / "_SUCCESS").exists()
+
+
+def test_a_stage_failing_in_a_chunk_of_several_files_names_the_file(dataset: Path):
+    """The 4 files share one chunk; the message names the file whose rows the stage fails on."""
+    poisoned = Pipeline().then(userstages.fail_on, name="poison", bad_id=3100).then(aggregate, by=["carrier"], aggs={"n": ["id", "count"]})
+    with pytest.raises(StageError) as caught:
+        poisoned.run(FileSource(str(dataset)), MemorySink(), "sync")
+    assert f"failed on chunk 0 (input {dataset / 'data-002.parquet'} (row groups 0-2))" in str(caught.value)
+
+
+def test_a_stage_failing_only_on_files_together_names_them_all(dataset: Path):
+    too_big = Pipeline().then(userstages.refuse_more_than, name="small", rows=2000)
+    with pytest.raises(StageError) as caught:
+        too_big.run(FileSource(str(dataset)), MemorySink(), "sync")
+    assert all(f"data-00{i}.parquet" in str(caught.value).splitlines()[0] for i in range(4))

@@ -22,10 +22,25 @@ def read_all(source: FileSource) -> pd.DataFrame:
 
 
 def test_row_groups_are_grouped_up_to_chunk_rows(dataset: Path):
+    """Row groups (500 rows, 3 a file) are packed in file order: a file splits, files share a chunk."""
     _, chunks = FileSource(str(dataset), chunk_rows=1000).discover()
-    assert [c.row_groups for c in chunks[:2]] == [(0, 1), (2,)]
-    assert [c.rows for c in chunks] == [1000, 500] * 4
-    assert len(FileSource(str(dataset), chunk_rows=10**9).discover()[1]) == 4  # never across files
+    pieces = [[(Path(p.path).name, p.row_groups) for p in c.pieces] for c in chunks[:2]]
+    assert pieces == [[("data-000.parquet", (0, 1))], [("data-000.parquet", (2,)), ("data-001.parquet", (0,))]]
+    assert [c.rows for c in chunks] == [1000] * 6
+    assert [len(c.pieces) for c in FileSource(str(dataset), chunk_rows=10**9).discover()[1]] == [4]
+    assert [c.rows for c in FileSource(str(dataset), chunk_rows=1200).discover()[1]] == [1000, 1000] * 3
+    assert len(FileSource(str(dataset), chunk_rows=100).discover()[1]) == 12  # a bigger row group: a chunk alone
+
+
+def test_chunks_spanning_files_read_alike(dataset: Path, table: pd.DataFrame):
+    """Read through chunks of every shape, the table comes back whole and in order."""
+    for chunk_rows in (700, 1500, 2500, 10**9):
+        pd.testing.assert_frame_equal(read_all(FileSource(str(dataset), chunk_rows=chunk_rows)), table)
+
+
+def test_skipping_bad_files_keeps_each_file_its_own_chunk(dataset: Path):
+    _, chunks = FileSource(str(dataset), on_bad_file="skip", chunk_rows=10**9).discover()
+    assert [[Path(p.path).name for p in c.pieces] for c in chunks] == [[f"data-00{i}.parquet"] for i in range(4)]
 
 
 def test_projection_and_filters_are_pushed_down(dataset: Path, table: pd.DataFrame):
@@ -37,7 +52,7 @@ def test_projection_and_filters_are_pushed_down(dataset: Path, table: pd.DataFra
 
 def test_row_groups_ruled_out_by_statistics_are_skipped(dataset: Path):
     _, chunks = FileSource(str(dataset), filters=[("id", ">=", 5500)], chunk_rows=500).discover()
-    assert [(Path(c.path).name, c.row_groups) for c in chunks] == [("data-003.parquet", (2,))]
+    assert [[(Path(p.path).name, p.row_groups) for p in c.pieces] for c in chunks] == [[("data-003.parquet", (2,))]]
 
 
 def test_hive_partitions_glob_and_csv(tmp_path: Path, table: pd.DataFrame):
@@ -70,13 +85,14 @@ def keep_all(df: pd.DataFrame) -> pd.DataFrame:
 def test_overwrite_replaces_and_append_adds(dataset: Path, tmp_path: Path):
     out = tmp_path / "out"
     pipeline = Pipeline().then(keep_all)
-    first = pipeline.run(str(dataset), str(out), "threads")
+    source = FileSource(str(dataset), chunk_rows=1500)  # a file a chunk
+    first = pipeline.run(source, str(out), "threads")
     with pytest.raises(SinkError, match="already exists"):
-        pipeline.run(str(dataset), str(out), "threads")
-    pipeline.run(str(dataset), str(out), "threads", mode="overwrite")
+        pipeline.run(source, str(out), "threads")
+    pipeline.run(source, str(out), "threads", mode="overwrite")
     assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", *(f"part-{i:05d}.parquet" for i in range(4))]
 
-    appended = pipeline.run(str(dataset), str(out), "threads", mode="append")
+    appended = pipeline.run(source, str(out), "threads", mode="append")
     manifest = Manifest.read(str(out))
     assert manifest.rows == 2 * first.rows == 12_000
     assert len(manifest.files) == 8 and all((out / f["file"]).exists() for f in manifest.files)
@@ -95,7 +111,7 @@ def test_single_file_sink_refuses_per_chunk_output_and_append(dataset: Path, tmp
 
 
 def test_manifest_lists_files_rows_and_schema(dataset: Path, tmp_path: Path):
-    Pipeline().then(keep_all).run(str(dataset), str(tmp_path / "out"), "sync")
+    Pipeline().then(keep_all).run(FileSource(str(dataset), chunk_rows=1500), str(tmp_path / "out"), "sync")
     marker = json.loads((tmp_path / "out" / "_SUCCESS").read_text())
     assert marker["rows"] == 6000 and [f["rows"] for f in marker["files"]] == [1500] * 4
     assert dict(marker["schema"])["kind"].startswith("dictionary<") and dict(marker["schema"])["id"] == "int64"

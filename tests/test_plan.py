@@ -49,7 +49,7 @@ def test_reduction_tree_has_the_requested_fan_in(small_groups: Path):
 
 
 def test_plan_is_plain_picklable_data(dataset: Path):
-    plan = Pipeline().then(aggregate, by=["carrier"], aggs={"n": ["id", "count"]}).plan(str(dataset))
+    plan = Pipeline().then(aggregate, by=["carrier"], aggs={"n": ["id", "count"]}).plan(FileSource(str(dataset), chunk_rows=500))
     again = pickle.loads(cloudpickle.dumps(plan))
     assert list(again.tasks) == list(plan.tasks)
     assert all(isinstance(a, Ref) for a in again.tasks["combine-1-00000"].args[1:])

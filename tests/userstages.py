@@ -51,3 +51,10 @@ def slow_logged(df: pd.DataFrame, log: str, seconds: float = 0.2) -> pd.DataFram
     with open(log, "a") as fh:
         fh.write(f"{int(df['id'].iloc[0])}\n")
     return df
+
+
+def refuse_more_than(df: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """Fail on a chunk bigger than `rows`: a stage no single small file makes fail."""
+    if len(df) > rows:
+        raise ValueError(f"{len(df)} rows is more than {rows}")
+    return df

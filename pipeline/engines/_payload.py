@@ -20,7 +20,7 @@ from typing import Any
 
 import cloudpickle
 
-from pipeline.io.source import Chunk
+from pipeline.io.chunk import Chunk
 from pipeline.plan import Ref, Task
 
 Payload = tuple[bytes, ...]

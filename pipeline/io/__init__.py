@@ -4,7 +4,8 @@ to staging and commits them all at once."""
 from pipeline.io.manifest import Manifest, Receipt
 from pipeline.io.memory import MemorySink, MemorySource
 from pipeline.io.sink import DirectorySink, FileSink, Sink, sink_for
-from pipeline.io.source import Chunk, FileSource, Source
+from pipeline.io.chunk import Chunk, Piece
+from pipeline.io.source import FileSource, Source
 
 __all__ = [
     "Chunk",
@@ -14,6 +15,7 @@ __all__ = [
     "Manifest",
     "MemorySink",
     "MemorySource",
+    "Piece",
     "Receipt",
     "Sink",
     "Source",

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.batch import Batch, convert
 from pipeline.io.manifest import Manifest, Receipt
-from pipeline.io.source import Chunk
+from pipeline.io.chunk import Chunk, Piece
 from pipeline.stats import Stats
 
 
@@ -35,7 +35,7 @@ class MemorySource:
         return f"{len(self.frames)} in-memory frame(s)"
 
     def discover(self) -> tuple["MemorySource", list[Chunk]]:
-        chunks = [Chunk(i, f"<frame {i}>", rows=len(f), data=f,
+        chunks = [Chunk(i, (Piece(f"<frame {i}>", rows=len(f)),), data=f,
                         objects=_has_objects(f) if self.objects is None else self.objects)
                   for i, f in enumerate(self.frames)]
         return MemorySource((), self.columns), chunks  # each chunk carries its frame: tasks must not ship them all

@@ -1,18 +1,20 @@
 """Sources: list the chunks of a table on the driver, read one chunk inside a worker.
 
-A chunk is plain data (file path, row-group ids, partition expression), so listing happens once and each
-worker reads its own bytes straight from storage: no table passes through the driver. Parquet chunks are
-runs of consecutive row groups of one file up to `chunk_rows`; CSV chunks are whole files. Projection and
-row filters are pushed down to pyarrow, and row groups whose statistics rule the filter out are skipped.
+A chunk is plain data (files, row-group ids, partition expressions: see `chunk`), so listing happens once
+and each worker reads its own bytes straight from storage: no table passes through the driver. Parquet row
+groups are packed in file order into chunks of up to `chunk_rows` rows: a big file splits, small files
+share a chunk. CSV chunks are whole files. Projection and row filters are pushed down to pyarrow, and row
+groups whose statistics rule the filter out are skipped.
 """
 
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -22,32 +24,12 @@ import pyarrow.parquet as pq
 
 from pipeline.batch import Batch
 from pipeline.errors import BadInputFiles, ConfigError, InputError
+from pipeline.io.chunk import Chunk, Piece
 from pipeline.io.check import check_files
 
-DEFAULT_CHUNK_ROWS = 1_000_000
+DEFAULT_CHUNK_ROWS = 250_000  # a pandas chunk is held whole, with its temporaries, by one worker
 FORMATS = ("parquet", "csv")
 _LOCAL = pafs.LocalFileSystem()
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One unit of parallel work: which bytes to read. `data` is set only by in-memory sources."""
-
-    index: int
-    path: str
-    row_groups: tuple[int, ...] | None = None
-    rows: int | None = None
-    partition: Any = None  # pyarrow Expression for hive partition values
-    data: Any = field(default=None, repr=False, compare=False)
-    objects: bool = False  # `data` holds Python objects (maybe of the user's classes): needs cloudpickle
-
-    @property
-    def label(self) -> str:
-        """Where the chunk comes from, for messages."""
-        if self.row_groups is None or len(self.row_groups) == 0:
-            return self.path
-        first, last = self.row_groups[0], self.row_groups[-1]
-        return f"{self.path} (row groups {first}-{last})" if last != first else f"{self.path} (row group {first})"
 
 
 class Source(Protocol):
@@ -72,7 +54,7 @@ class FileSource:
     format: str | None = None
     columns: Sequence[str] | None = None
     filters: Any = None  # pyarrow DNF list or Expression
-    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    chunk_rows: int | None = None  # None: DEFAULT_CHUNK_ROWS, or the pipeline's pick for its stages (plan.discover)
     on_bad_file: str = "error"  # or "skip": leave unreadable or mismatched files out, and list them
     schema: pa.Schema | None = None  # fixed by discover(): the schema every worker reads with
     skipped: tuple[tuple[str, str], ...] = ()  # set by discover(): (file, why) left out
@@ -112,36 +94,45 @@ class FileSource:
             hint = 'set [source] on_bad_file = "skip" to leave them out' if good else "no input file is usable"
             raise BadInputFiles(problems, hint)
         dataset = self.dataset(good)
-        chunks: list[Chunk] = []
-        for fragment in dataset.get_fragments(filter=self.expression):
-            for row_groups, rows in self._split(fragment):
-                chunks.append(Chunk(len(chunks), fragment.path, row_groups, rows, fragment.partition_expression))
+        packed = self._pack(dataset.get_fragments(filter=self.expression))
+        chunks = [Chunk(index, pieces) for index, pieces in enumerate(packed)]
         return replace(self, schema=dataset.schema, skipped=tuple(problems)), chunks
 
     def read(self, chunk: Chunk) -> pa.Table:
+        tables = [self._read_piece(piece, chunk) for piece in chunk.pieces]
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    def _read_piece(self, piece: Piece, chunk: Chunk) -> pa.Table:
         try:
             if self.format == "parquet":
-                fragment = _parquet_fragment(chunk.path, chunk.partition)
-                if chunk.row_groups is not None:
-                    fragment = fragment.subset(row_group_ids=list(chunk.row_groups))
+                fragment = _parquet_fragment(piece.path, piece.partition)
+                if piece.row_groups is not None:
+                    fragment = fragment.subset(row_group_ids=list(piece.row_groups))
             else:
-                fragment = ds.CsvFileFormat().make_fragment(chunk.path, _LOCAL)
-            table = fragment.to_table(schema=self.schema, columns=self._columns(), filter=self.expression)
+                fragment = ds.CsvFileFormat().make_fragment(piece.path, _LOCAL)
+            return fragment.to_table(schema=self.schema, columns=self._columns(), filter=self.expression)
         except (pa.ArrowException, OSError) as exc:
-            if self.on_bad_file == "skip":
+            if self.on_bad_file == "skip":  # chunks then never span files (see `_pack`): only this file is lost
                 raise SkippedChunk(chunk.label, str(exc)) from None
-            raise InputError(chunk.label, str(exc)) from None
-        return table
+            raise InputError(piece.label, str(exc)) from None
 
     def scan(self, chunk: Chunk) -> Any:
-        """The chunk as a lazy Polars scan of its file, so Polars reads only what the query needs; None when
+        """The chunk as a lazy Polars scan of its files, so Polars reads only what the query needs; None when
         the plain read must be used instead: CSV, filters or hive partitions (pyarrow evaluates those), skipping
         bad files (a scan fails only when collected), or a file whose columns differ from the fixed schema."""
         if self.format != "parquet" or self.filters is not None or self.on_bad_file != "error":
             return None
-        if chunk.partition is not None and str(chunk.partition) != "true":
+        scans = [self._scan_piece(piece) for piece in chunk.pieces]
+        if any(scan is None for scan in scans):
             return None
-        fragment = _parquet_fragment(chunk.path, chunk.partition)
+        import polars as pl
+
+        return scans[0] if len(scans) == 1 else pl.concat(scans)
+
+    def _scan_piece(self, piece: Piece) -> Any:
+        if piece.partition is not None and str(piece.partition) != "true":
+            return None
+        fragment = _parquet_fragment(piece.path, piece.partition)
         columns = list(self.columns) if self.columns is not None else self.schema.names
         physical = fragment.physical_schema
         if any(physical.get_field_index(c) < 0 or physical.field(c).type != self.schema.field(c).type
@@ -149,9 +140,9 @@ class FileSource:
             return None
         import polars as pl
 
-        query = pl.scan_parquet(chunk.path).select(columns)
+        query = pl.scan_parquet(piece.path).select(columns)
         groups = [rg.num_rows for rg in fragment.row_groups]
-        ids = list(chunk.row_groups) if chunk.row_groups is not None else list(range(len(groups)))
+        ids = list(piece.row_groups) if piece.row_groups is not None else list(range(len(groups)))
         if ids != list(range(len(groups))):
             if ids != list(range(ids[0], ids[-1] + 1)):
                 return None
@@ -179,28 +170,35 @@ class FileSource:
             raise ConfigError(f"source.path: no input files match {self.path}")
         return files
 
-    def _split(self, fragment: ds.Fragment) -> list[tuple[tuple[int, ...] | None, int | None]]:
-        """Group consecutive row groups of one file into chunks of about `chunk_rows` rows."""
+    def _pack(self, fragments: Iterable[ds.Fragment]) -> list[tuple[Piece, ...]]:
+        """Each chunk's pieces: row groups in file order, packed greedily into chunks of up to `chunk_rows`
+        rows (a bigger row group is a chunk of its own). CSV files, whose rows are unknown until read, are a
+        chunk each; so are Parquet files when bad ones are skipped: one failing mid-run loses only its rows."""
         if self.format != "parquet":
-            return [(None, None)]
+            return [(Piece(f.path, partition=f.partition_expression),) for f in fragments]
+        limit = self.chunk_rows or DEFAULT_CHUNK_ROWS
+        chunks: list[list[tuple[ds.Fragment, int, int]]] = []
+        rows = 0
+        for fragment in fragments:
+            for n, (group_id, group_rows) in enumerate(self._row_groups(fragment)):
+                new_file_alone = n == 0 and self.on_bad_file == "skip"
+                if not chunks or rows + group_rows > limit or new_file_alone:
+                    chunks.append([])
+                    rows = 0
+                chunks[-1].append((fragment, group_id, group_rows))
+                rows += group_rows
+        return [tuple(_pieces(groups)) for groups in chunks]
+
+    def _row_groups(self, fragment: ds.Fragment) -> list[tuple[int, int]]:
+        """(id, rows) of the Parquet file's row groups the filter may match; none for CSV."""
+        if self.format != "parquet":
+            return []
         try:
             if self.expression is not None:
                 fragment = fragment.subset(filter=self.expression)
-            groups = [(rg.id, rg.num_rows) for rg in fragment.row_groups]
+            return [(rg.id, rg.num_rows) for rg in fragment.row_groups]
         except (pa.ArrowException, OSError) as exc:
             raise InputError(fragment.path, str(exc)) from None
-        runs: list[tuple[tuple[int, ...] | None, int | None]] = []
-        ids: list[int] = []
-        rows = 0
-        for group_id, group_rows in groups:
-            if ids and rows + group_rows > self.chunk_rows:
-                runs.append((tuple(ids), rows))
-                ids, rows = [], 0
-            ids.append(group_id)
-            rows += group_rows
-        if ids:
-            runs.append((tuple(ids), rows))
-        return runs
 
 
 _FOOTERS: dict[tuple[str, int, int], ds.ParquetFileFragment] = {}
@@ -224,6 +222,14 @@ def _parquet_fragment(path: str, partition: Any) -> ds.ParquetFileFragment:
                 _FOOTERS.pop(next(iter(_FOOTERS)))
             _FOOTERS[key] = fragment
     return fragment
+
+
+def _pieces(groups: list[tuple[ds.Fragment, int, int]]) -> Iterator[Piece]:
+    """A chunk's (fragment, row group, rows) as one piece per file."""
+    for _, run in itertools.groupby(groups, key=lambda group: group[0].path):
+        run = list(run)
+        fragment = run[0][0]
+        yield Piece(fragment.path, tuple(g[1] for g in run), sum(g[2] for g in run), fragment.partition_expression)
 
 
 class SkippedChunk(InputError):

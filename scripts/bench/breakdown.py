@@ -53,7 +53,8 @@ def steps(data: str, repeats: int) -> tuple[dict[str, float], dict[str, float]]:
             ("pickle partial", cloudpickle.dumps),
         ], repeats)
         _add(pool, [
-            ("read", lambda _: pq.read_table(chunk.path, columns=job.COLUMNS)),
+            ("read", lambda _: pa.concat_tables(pq.ParquetFile(p.path).read_row_groups(p.row_groups, job.COLUMNS)
+                                                for p in chunk.pieces)),
             ("to pandas", lambda t: t.to_pandas()),
             ("clean", job.clean), ("transform", job.transform), ("partial", job.partial),
             ("pickle partial", pickle.dumps),
