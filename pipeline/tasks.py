@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from pipeline.batch import Batch, convert, rows
+from pipeline.batch import Batch, convert, format_of, rows
 from pipeline.checkpoint import Checkpoint
 from pipeline.errors import PipelineError, StageError
 from pipeline.io.manifest import Manifest, Receipt
@@ -79,12 +79,25 @@ def write_chunk(
     source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink, checkpoint: Checkpoint | None = None
 ) -> Receipt:
     """Read one chunk, run the fused per-chunk stages, write the part to staging."""
-    batch, stats, skipped = _naming_the_file(chunk, lambda c: _chunk(source, c, stages))
+    batch, stats, skipped = _naming_the_file(chunk, lambda c: _collected(*_chunk(source, c, stages), stages, c))
     receipt = _write(sink, batch, chunk.index, chunk.label, stats)
     receipt.skipped = skipped
     if checkpoint is not None:
         checkpoint.save(receipt)
     return receipt
+
+
+def _collected(
+    batch: Batch, stats: Stats, skipped: list[list[str]], stages: Sequence[Stage], chunk: Chunk
+) -> tuple[Batch, Stats, list[list[str]]]:
+    """A lazy chain run here, so that a failure in it is reported as its stages' on this chunk, not the sink's."""
+    if format_of(batch) != "polars-lazy":
+        return batch, stats, skipped
+    try:
+        return batch.collect(), stats, skipped
+    except Exception as exc:
+        names = "+".join(stage.name for stage in stages if stage.batch == "polars-lazy")
+        raise StageError.from_exception(exc, names, chunk.index, chunk.label) from None
 
 
 def _naming_the_file(chunk: Chunk, work: Callable[[Chunk], T]) -> T:

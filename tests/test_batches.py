@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pipeline import GroupAggregate, Pipeline, declare
+from pipeline import GroupAggregate, Pipeline, StageError, declare
 from pipeline.io import FileSource, MemorySink
 from pipeline.plan import compile_plan
 from stages.analyze import aggregate
@@ -153,3 +153,16 @@ def test_chunk_size_left_open_is_chosen_for_the_first_stage(dataset: Path, monke
     eager, lazy = Pipeline().then(score_pandas).stages, Pipeline().then(long_scored_lazy).stages
     assert [len(plan_module.discover(s, FileSource(str(dataset)))[1]) for s in (eager, lazy)] == [6, 2]
     assert [len(plan_module.discover(s, FileSource(str(dataset), chunk_rows=1500))[1]) for s in (eager, lazy)] == [4, 4]
+
+
+@declare(batch="polars-lazy")
+def needs_missing_column(df: pl.LazyFrame) -> pl.LazyFrame:
+    return df.with_columns(x=pl.col("no_such_column") * 2)
+
+
+def test_a_lazy_chain_failing_when_written_names_the_stage_and_file(dataset: Path, tmp_path: Path):
+    with pytest.raises(StageError) as caught:
+        Pipeline().then(needs_missing_column).run(FileSource(str(dataset)), str(tmp_path / "out"), "sync")
+    first = str(caught.value).splitlines()[0]
+    assert "stage 'needs_missing_column' failed on chunk 0 (input" in first and "no_such_column" in first
+    assert not (tmp_path / "out").exists()
