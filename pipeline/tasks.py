@@ -79,7 +79,7 @@ def write_chunk(
     source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink, checkpoint: Checkpoint | None = None
 ) -> Receipt:
     """Read one chunk, run the fused per-chunk stages, write the part to staging."""
-    batch, stats, skipped = _naming_the_file(chunk, lambda c: _collected(*_chunk(source, c, stages), stages, c))
+    batch, stats, skipped = _naming_the_file(chunk, lambda c: _data(source, c, stages))
     receipt = _write(sink, batch, chunk.index, chunk.label, stats)
     receipt.skipped = skipped
     if checkpoint is not None:
@@ -87,10 +87,9 @@ def write_chunk(
     return receipt
 
 
-def _collected(
-    batch: Batch, stats: Stats, skipped: list[list[str]], stages: Sequence[Stage], chunk: Chunk
-) -> tuple[Batch, Stats, list[list[str]]]:
-    """A lazy chain run here, so that a failure in it is reported as its stages' on this chunk, not the sink's."""
+def _data(source: Source, chunk: Chunk, stages: Sequence[Stage]) -> tuple[Batch, Stats, list[list[str]]]:
+    """`_chunk`, with a lazy chain run here, so a failure in it is reported as its stages' (not the sink's)."""
+    batch, stats, skipped = _chunk(source, chunk, stages)
     if format_of(batch) != "polars-lazy":
         return batch, stats, skipped
     try:

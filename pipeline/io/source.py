@@ -190,9 +190,7 @@ class FileSource:
         return [tuple(_pieces(groups)) for groups in chunks]
 
     def _row_groups(self, fragment: ds.Fragment) -> list[tuple[int, int]]:
-        """(id, rows) of the Parquet file's row groups the filter may match; none for CSV."""
-        if self.format != "parquet":
-            return []
+        """(id, rows) of the Parquet file's row groups the filter may match."""
         try:
             if self.expression is not None:
                 fragment = fragment.subset(filter=self.expression)
