@@ -11,6 +11,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline import GroupAggregate, Pipeline, StageError, declare
@@ -130,7 +131,8 @@ def test_lazy_polars_parts_are_collected_when_written(dataset: Path, table: pd.D
     assert manifest.stats["long_scored_lazy"].rows_out is None  # not counted: never materialised on its own
 
 
-def test_a_chunk_is_scanned_by_polars_only_where_the_scan_is_exact(dataset: Path):
+def test_a_chunk_is_scanned_by_polars_only_where_the_scan_is_exact(dataset: Path, table: pd.DataFrame,
+                                                                    tmp_path: Path):
     source, chunks = FileSource(str(dataset), chunk_rows=500).discover()
     spanning = FileSource(str(dataset), chunk_rows=1000).discover()[1][1:2]  # a file's tail, the next one's head
     for chunk in [*chunks[:3], *spanning, *FileSource(str(dataset)).discover()[1]]:
@@ -140,6 +142,10 @@ def test_a_chunk_is_scanned_by_polars_only_where_the_scan_is_exact(dataset: Path
     filtered, some = FileSource(str(dataset), filters=[("month", ">", 6)]).discover()
     skipping, more = FileSource(str(dataset), on_bad_file="skip").discover()
     assert filtered.scan(some[0]) is None and skipping.scan(more[0]) is None  # pyarrow reads those
+    pq.write_to_dataset(pa.Table.from_pandas(table.head(300), preserve_index=False), tmp_path / "hive",
+                        partition_cols=["carrier"])
+    hive, parts = FileSource(str(tmp_path / "hive")).discover()
+    assert hive.scan(parts[0]) is None  # the partition column comes from the path: pyarrow adds it
 
 
 def test_chunk_size_left_open_is_chosen_for_the_first_stage(dataset: Path, monkeypatch: pytest.MonkeyPatch):

@@ -30,6 +30,7 @@ from pipeline.io.check import check_files
 DEFAULT_CHUNK_ROWS = 250_000  # a pandas chunk is held whole, with its temporaries, by one worker
 FORMATS = ("parquet", "csv")
 _LOCAL = pafs.LocalFileSystem()
+_NO_PARTITION = ds.scalar(True)  # a file outside hive partitions: no partition columns to add
 
 
 class Source(Protocol):
@@ -130,7 +131,7 @@ class FileSource:
         return scans[0] if len(scans) == 1 else pl.concat(scans)
 
     def _scan_piece(self, piece: Piece) -> Any:
-        if piece.partition is not None and str(piece.partition) != "true":
+        if piece.partition is not None and not piece.partition.equals(_NO_PARTITION):
             return None
         fragment = _parquet_fragment(piece.path, piece.partition)
         columns = list(self.columns) if self.columns is not None else self.schema.names
