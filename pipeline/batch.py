@@ -3,7 +3,7 @@
 A chunk is read as an Arrow table and converted only where the next consumer wants another format: a
 chain of Arrow stages never touches pandas, and a Polars chain converts once in and once out. Polars is
 imported only when a batch is converted to or from it. A "polars-lazy" chain is a query, not data: the
-source may hand it a scan of the chunk's file (`FileSource.scan`), and nothing runs until a consumer that
+source may hand it a scan of the chunk's files (`FileSource.scan`), and nothing runs until a consumer that
 wants data (the aggregate's partial, a part write) collects it, so Polars fuses the whole chain and pushes
 projections and filters into its own Parquet reader. Its row counts are unknown until then (`rows` is None).
 

@@ -100,10 +100,10 @@ class FileSource:
         return replace(self, schema=dataset.schema, skipped=tuple(problems)), chunks
 
     def read(self, chunk: Chunk) -> pa.Table:
-        tables = [self._read_piece(piece, chunk) for piece in chunk.pieces]
+        tables = [self._read_piece(piece) for piece in chunk.pieces]
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
-    def _read_piece(self, piece: Piece, chunk: Chunk) -> pa.Table:
+    def _read_piece(self, piece: Piece) -> pa.Table:
         try:
             if self.format == "parquet":
                 fragment = _parquet_fragment(piece.path, piece.partition)
@@ -114,7 +114,7 @@ class FileSource:
             return fragment.to_table(schema=self.schema, columns=self._columns(), filter=self.expression)
         except (pa.ArrowException, OSError) as exc:
             if self.on_bad_file == "skip":  # chunks then never span files (see `_pack`): only this file is lost
-                raise SkippedChunk(chunk.label, str(exc)) from None
+                raise SkippedChunk(piece.label, str(exc)) from None
             raise InputError(piece.label, str(exc)) from None
 
     def scan(self, chunk: Chunk) -> Any:

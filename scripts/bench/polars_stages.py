@@ -1,5 +1,5 @@
 """The taxi job's clean and transform as Polars stages: what a user who thinks in Polars writes, eager (each
-stage gets a DataFrame) and lazy (each stage extends a query over the chunk's file, which Polars runs once,
+stage gets a DataFrame) and lazy (each stage extends a query over the chunk's files, which Polars runs once,
 at the group-by). The group-by is the framework's own `aggregate`, which reduces Polars chunks with Polars."""
 
 from __future__ import annotations
