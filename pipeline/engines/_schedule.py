@@ -56,10 +56,12 @@ def run_plan(
     recover: Recover | None = None,
     retries: int = 0,
     sizer: BatchSizer | None = None,
+    inline: bool = True,
 ) -> Any:
     """Run `plan` with `submit([(task, dependency_results), ...]) -> Future`; return the output's value.
 
-    A task whose worker was lost is resubmitted alone (up to `retries` times), so a task that kills its
+    With `inline`, tasks marked `in_driver` run in this process; an engine whose results are only handles
+    to data elsewhere passes False and runs them where the data is. A task whose worker was lost is resubmitted alone (up to `retries` times), so a task that kills its
     worker is found and named however it was batched, when `recover(error)` says the engine has replaced
     what broke; any other failure stops the run."""
     order = {key: i for i, key in enumerate(plan.tasks)}
@@ -80,7 +82,7 @@ def run_plan(
         """The next batch off the ready heap: one task to run here, or up to the sizer's count for workers."""
         batch: list[tuple[str, list[Any]]] = []
         while ready and len(batch) < sizer.size():
-            if batch and plan.tasks[ready[0][2]].in_driver:
+            if batch and inline and plan.tasks[ready[0][2]].in_driver:
                 break
             key = heapq.heappop(ready)[2]
             task = plan.tasks[key]
@@ -89,13 +91,14 @@ def run_plan(
                 unsubmitted_dependents[dep] -= 1
                 if not unsubmitted_dependents[dep]:
                     del results[dep]
-            if task.in_driver:
+            if inline and task.in_driver:
                 break
         return batch
 
     def send(batch: list[tuple[str, list[Any]]]) -> None:
         items = [(plan.tasks[key], deps) for key, deps in batch]
-        in_flight[InlineExecutor().submit(call_batch, items) if items[0][0].in_driver else submit(items)] = batch
+        here = inline and items[0][0].in_driver
+        in_flight[InlineExecutor().submit(call_batch, items) if here else submit(items)] = batch
 
     try:
         while ready or in_flight:
@@ -119,7 +122,7 @@ def run_plan(
                             raise _lost(plan.tasks[key], attempts[key], exc) from None
                         lost.append((key, deps))
                     continue
-                if not plan.tasks[keys[0]].in_driver:
+                if not (inline and plan.tasks[keys[0]].in_driver):
                     sizer.record(len(batch), seconds)
                 for key, value in zip(keys, values):
                     results[key] = value

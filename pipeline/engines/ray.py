@@ -13,9 +13,13 @@ and the cluster's token, which Ray looks for in `RAY_AUTH_TOKEN`, then the file 
 `RAY_AUTH_TOKEN_PATH`, then `~/.ray/auth_token`. Ray sends a token to an explicit address only when told
 to, so this engine does not guess either; a refused connection says what to set.
 
-Each task returns two objects: a tiny marker the driver waits on and reads (to learn of a failure at once)
-and the real result, which only dependent tasks read. Tasks travel as cloudpickle bytes (`_payload.Packer`),
-since Ray's serializer does not honour modules registered by value for nested objects.
+Tasks go through the scheduler the local engines share (`_schedule.run_plan`): a task is submitted once its
+dependencies have finished, at most two per CPU of the cluster at a time. Each task returns two objects: a
+tiny marker the driver waits on (the seconds the task took, or its failure) and the real result, which only
+dependent tasks read. A Ray task is never cancelled: `ray.cancel` on a task whose reply is arriving aborts
+the driver inside Ray, so a failed or interrupted run starts no more tasks and lets the few in flight finish.
+Tasks travel as cloudpickle bytes (`_payload.Packer`), since Ray's serializer does not honour modules
+registered by value for nested objects.
 """
 
 from __future__ import annotations
@@ -25,17 +29,19 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, Payload, run_packed
-from pipeline.engines.local import DEFAULT_RETRIES, children_ignore_sigint
+from pipeline.engines._schedule import BatchSizer, Item, run_plan
+from pipeline.engines.local import DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, children_ignore_sigint
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
 CONNECT_TIMEOUT = 15.0
-CANCEL_WAIT = 30.0
 OPTIONS = {"retries", "connect_timeout", "log_to_driver"}
 AUTH_HINT = (
     "; if the cluster uses token authentication (the default for `ray start --head`), set RAY_AUTH_MODE=token "
@@ -45,7 +51,7 @@ AUTH_HINT = (
 
 class _QuietDuplicates(logging.Filter):
     """Drop Ray's "Unhandled error" reports for this engine's tasks: after the first failure is re-raised,
-    the other chunks that failed or were cancelled in flight would each print the same traceback again."""
+    the other chunks that failed in flight would each print the same traceback again."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -55,9 +61,12 @@ class _QuietDuplicates(logging.Filter):
 _QUIET = _QuietDuplicates()
 
 
-def _run_marked(payload: Payload, *dep_values: Any) -> tuple[bool, Any]:
-    """Run a packed task; the first return value is a marker the driver can read for next to nothing."""
-    return True, run_packed(payload, *dep_values)
+def _run_marked(payload: Payload, *dep_values: Any) -> tuple[float, Any]:
+    """Run a packed task; the first return value (seconds taken) is a marker the driver reads for next to
+    nothing."""
+    started = time.perf_counter()
+    value = run_packed(payload, *dep_values)
+    return time.perf_counter() - started, value
 
 
 class RayEngine:
@@ -133,43 +142,23 @@ class RayEngine:
             raise PipelineError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
-        """Submit every task in plan order (dependencies as object references); fetch only the output."""
+        """Submit tasks as their dependencies finish (dependencies as object references); fetch only the
+        output."""
         remote = self._connect()
         import ray
 
         packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run
-        results: dict[str, Any] = {}
-        owner: dict[Any, str] = {}
-        for task in plan:
+
+        def submit(items: list[Item]) -> Future:
+            ((task, dep_refs),) = items
             marker, result = remote.options(name=task.key, max_retries=self.retries).remote(
-                packer.pack(task), *(results[d] for d in task.deps)
+                packer.pack(task), *dep_refs
             )
-            owner[marker] = task.key
-            results[task.key] = result
-        output = results[plan.output]
-        results.clear()  # Ray keeps each result while a submitted task still needs it
-        pending = list(owner)
-        try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                if pending:
-                    more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
-                    ready += more
-                for marker in ready:
-                    key = owner.pop(marker)
-                    _get(ray, marker, key)
-                    if on_done:
-                        on_done(plan.tasks[key])
-            return _get(ray, output, plan.output)
-        except BaseException:
-            for marker in pending:
-                try:
-                    ray.cancel(marker)
-                except Exception:  # noqa: BLE001 - already finished or gone: nothing to cancel
-                    pass
-            if pending:  # the caller removes the staging folder next: let cancelled tasks stop writing first
-                ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT)
-            raise
+            return _awaited(ray, marker, result, task.key)
+
+        cpus = int(ray.cluster_resources().get("CPU", 0)) or self.workers
+        output = run_plan(plan, submit, IN_FLIGHT_PER_WORKER * cpus, on_done, sizer=BatchSizer(most=1), inline=False)
+        return _get(ray, output, plan.output)
 
     def close(self) -> None:
         """Shut down Ray only if this engine initialised it (for a cluster: disconnect, never stop it)."""
@@ -202,16 +191,38 @@ def _on_loopback(address: str) -> bool:
         return False
 
 
+def _awaited(ray: Any, marker: Any, result: Any, key: str) -> Future:
+    """A future of `([result], seconds)` once the task's marker arrives, or of the task's failure. It is
+    running from the start, so the scheduler's clean-up awaits it rather than cancelling it."""
+    future: Future = Future()
+    future.set_running_or_notify_cancel()
+
+    def settle(done: Future) -> None:
+        error = done.exception()
+        if error is None:
+            future.set_result(([result], done.result()))
+        else:
+            future.set_exception(_unwrapped(ray, error, key))
+
+    marker.future().add_done_callback(settle)
+    return future
+
+
 def _get(ray: Any, ref: Any, key: str) -> Any:
     """`ray.get`, re-raising a task's own exception (same type and message as on every engine)."""
     try:
         return ray.get(ref)
-    except ray.exceptions.RayTaskError as exc:
-        cause: BaseException | None = exc.cause
-        while isinstance(cause, ray.exceptions.RayTaskError):
-            cause = cause.cause
-        if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
-            raise cause from None
-        raise PipelineError(f"Ray could not run task {key}: {exc}") from None
     except ray.exceptions.RayError as exc:
-        raise PipelineError(f"Ray could not run task {key}: {exc}") from None
+        raise _unwrapped(ray, exc, key) from None
+
+
+def _unwrapped(ray: Any, error: BaseException, key: str) -> BaseException:
+    """The task's own exception inside Ray's wrapping, or a `PipelineError` for Ray's own failures."""
+    if not isinstance(error, ray.exceptions.RayError):
+        return error
+    cause: BaseException | None = error
+    while isinstance(cause, ray.exceptions.RayTaskError):
+        cause = cause.cause
+    if isinstance(cause, BaseException) and not isinstance(cause, ray.exceptions.RayError):
+        return cause
+    return PipelineError(f"Ray could not run task {key}: {error}")
