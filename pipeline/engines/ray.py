@@ -14,12 +14,12 @@ and the cluster's token, which Ray looks for in `RAY_AUTH_TOKEN`, then the file 
 to, so this engine does not guess either; a refused connection says what to set.
 
 Tasks go through the scheduler the local engines share (`_schedule.run_plan`): a task is submitted once its
-dependencies have finished, at most two per CPU of the cluster at a time. Each task returns two objects: a
-tiny marker the driver waits on (the seconds the task took, or its failure) and the real result, which only
-dependent tasks read. A Ray task is never cancelled: `ray.cancel` on a task whose reply is arriving aborts
-the driver inside Ray, so a failed or interrupted run starts no more tasks and lets the few in flight finish.
-Tasks travel as cloudpickle bytes (`_payload.Packer`), since Ray's serializer does not honour modules
-registered by value for nested objects.
+dependencies have finished, at most two Ray tasks per CPU of the cluster at a time, and tiny tasks share a
+Ray task (each costs a round trip to the driver). A Ray task returns a tiny marker the driver waits on (the
+seconds taken, or the failure) and then each task's real result, which only dependent tasks read. A Ray task
+is never cancelled: `ray.cancel` on a task whose reply is arriving aborts the driver inside Ray, so a failed
+or interrupted run starts no more tasks and lets the few in flight finish. Tasks travel as cloudpickle bytes
+(`_payload.Packer`), since Ray's serializer does not honour modules registered by value for nested objects.
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ import ipaddress
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 from pipeline.engines import check_options, default_workers
-from pipeline.engines._payload import Packer, Payload, run_packed
+from pipeline.engines._payload import Packer, Payload, run_packed_batch
 from pipeline.engines._schedule import BatchSizer, Item, run_plan
 from pipeline.engines.local import DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, children_ignore_sigint
 from pipeline.errors import ConfigError, PipelineError
@@ -61,12 +60,12 @@ class _QuietDuplicates(logging.Filter):
 _QUIET = _QuietDuplicates()
 
 
-def _run_marked(payload: Payload, *dep_values: Any) -> tuple[float, Any]:
-    """Run a packed task; the first return value (seconds taken) is a marker the driver reads for next to
-    nothing."""
-    started = time.perf_counter()
-    value = run_packed(payload, *dep_values)
-    return time.perf_counter() - started, value
+def _run_marked(payloads: list[Payload], counts: list[int], *dep_values: Any) -> tuple[Any, ...]:
+    """Run packed tasks in order, each given the next `counts[i]` of `dep_values`. The first return value
+    (seconds taken) is a marker the driver reads for next to nothing; each task's result follows."""
+    values = iter(dep_values)
+    results, seconds = run_packed_batch([(p, [next(values) for _ in range(n)]) for p, n in zip(payloads, counts)])
+    return (seconds, *results)
 
 
 class RayEngine:
@@ -125,7 +124,7 @@ class RayEngine:
                     raise PipelineError(f"cannot join the Ray cluster at {self.address}: {exc}{hint}") from None
             self._owns_ray = True
         logging.getLogger("ray._private.worker").addFilter(_QUIET)  # adding it twice is a no-op
-        self._remote = ray.remote(num_returns=2)(_run_marked)
+        self._remote = ray.remote(_run_marked)
         return self._remote
 
     def _check_reachable(self) -> None:
@@ -150,14 +149,16 @@ class RayEngine:
         packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run
 
         def submit(items: list[Item]) -> Future:
-            ((task, dep_refs),) = items
-            marker, result = remote.options(name=task.key, max_retries=self.retries).remote(
-                packer.pack(task), *dep_refs
+            key = items[0][0].key
+            marker, *results = remote.options(name=key, num_returns=1 + len(items), max_retries=self.retries).remote(
+                [packer.pack(task) for task, _ in items], [len(refs) for _, refs in items],
+                *(ref for _, refs in items for ref in refs),
             )
-            return _awaited(ray, marker, result, task.key)
+            return _awaited(ray, marker, results, key)
 
         cpus = int(ray.cluster_resources().get("CPU", 0)) or self.workers
-        output = run_plan(plan, submit, IN_FLIGHT_PER_WORKER * cpus, on_done, sizer=BatchSizer(most=1), inline=False)
+        # a Ray task costs a round trip to the driver: tiny tasks share one, as on `processes`
+        output = run_plan(plan, submit, IN_FLIGHT_PER_WORKER * cpus, on_done, sizer=BatchSizer(), inline=False)
         return _get(ray, output, plan.output)
 
     def close(self) -> None:
@@ -191,8 +192,8 @@ def _on_loopback(address: str) -> bool:
         return False
 
 
-def _awaited(ray: Any, marker: Any, result: Any, key: str) -> Future:
-    """A future of `([result], seconds)` once the task's marker arrives, or of the task's failure. It is
+def _awaited(ray: Any, marker: Any, results: list[Any], key: str) -> Future:
+    """A future of `(results, seconds)` once the task's marker arrives, or of the task's failure. It is
     running from the start, so the scheduler's clean-up awaits it rather than cancelling it."""
     future: Future = Future()
     future.set_running_or_notify_cancel()
@@ -200,7 +201,7 @@ def _awaited(ray: Any, marker: Any, result: Any, key: str) -> Future:
     def settle(done: Future) -> None:
         error = done.exception()
         if error is None:
-            future.set_result(([result], done.result()))
+            future.set_result((results, done.result()))
         else:
             future.set_exception(_unwrapped(ray, error, key))
 
