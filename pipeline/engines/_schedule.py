@@ -1,4 +1,4 @@
-"""The scheduler every local engine shares: a dependency-driven loop over `Executor.submit`.
+"""The scheduler the local engines and Ray share: a dependency-driven loop over `Executor.submit`.
 
 State: `waiting` (tasks with unfinished dependencies), a ready heap, the batches in flight, and the
 results not yet consumed. A task is submitted once all its dependencies have results; its `Ref`
@@ -60,10 +60,10 @@ def run_plan(
 ) -> Any:
     """Run `plan` with `submit([(task, dependency_results), ...]) -> Future`; return the output's value.
 
-    With `inline`, tasks marked `in_driver` run in this process; an engine whose results are only handles
-    to data elsewhere passes False and runs them where the data is. A task whose worker was lost is resubmitted alone (up to `retries` times), so a task that kills its
+    A task whose worker was lost is resubmitted alone (up to `retries` times), so a task that kills its
     worker is found and named however it was batched, when `recover(error)` says the engine has replaced
-    what broke; any other failure stops the run."""
+    what broke; any other failure stops the run. With `inline`, tasks marked `in_driver` run in this
+    process; an engine whose results are only handles to data elsewhere passes False."""
     order = {key: i for i, key in enumerate(plan.tasks)}
     waiting = {key: set(task.deps) for key, task in plan.tasks.items()}
     dependents: dict[str, list[str]] = {key: [] for key in plan.tasks}
@@ -119,7 +119,7 @@ def run_plan(
                     for key, deps in batch:
                         attempts[key] = attempts.get(key, 0) + 1
                         if attempts[key] > retries:
-                            raise _lost(plan.tasks[key], attempts[key], exc) from None
+                            raise lost_worker(plan.tasks[key], attempts[key], exc) from None
                         lost.append((key, deps))
                     continue
                 if not (inline and plan.tasks[keys[0]].in_driver):
@@ -142,7 +142,8 @@ def run_plan(
     return results[plan.output]
 
 
-def _lost(task: Task, attempts: int, exc: BaseException) -> PipelineError:
+def lost_worker(task: Task, attempts: int, exc: BaseException) -> PipelineError:
+    """The error for a task whose worker kept dying: the task, its chunk and input, how many times."""
     where = f"{task.label}" + (f" on chunk {task.chunk}" if task.chunk is not None else "")
     if task.source:
         where += f" (input {task.source})"

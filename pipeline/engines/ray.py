@@ -35,7 +35,7 @@ from typing import Any
 
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, Payload, run_packed_batch
-from pipeline.engines._schedule import BatchSizer, Item, run_plan
+from pipeline.engines._schedule import BatchSizer, Item, lost_worker, run_plan
 from pipeline.engines.local import DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, children_ignore_sigint
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
@@ -48,16 +48,9 @@ AUTH_HINT = (
 )
 
 
-class _QuietDuplicates(logging.Filter):
-    """Drop Ray's "Unhandled error" reports for this engine's tasks: after the first failure is re-raised,
-    the other chunks that failed in flight would each print the same traceback again."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not (message.startswith("Unhandled error") and "in _run_marked" in message)
-
-
-_QUIET = _QuietDuplicates()
+class _BatchLost(Exception):
+    """A Ray task carrying several of ours lost its worker through all of Ray's retries: the scheduler
+    runs each alone once more, so the one that kills its worker is found and named."""
 
 
 def _run_marked(payloads: list[Payload], counts: list[int], *dep_values: Any) -> tuple[Any, ...]:
@@ -123,7 +116,6 @@ class RayEngine:
                     hint = AUTH_HINT if os.environ.get("RAY_AUTH_MODE") != "token" else ""
                     raise PipelineError(f"cannot join the Ray cluster at {self.address}: {exc}{hint}") from None
             self._owns_ray = True
-        logging.getLogger("ray._private.worker").addFilter(_QUIET)  # adding it twice is a no-op
         self._remote = ray.remote(_run_marked)
         return self._remote
 
@@ -154,12 +146,13 @@ class RayEngine:
                 [packer.pack(task) for task, _ in items], [len(refs) for _, refs in items],
                 *(ref for _, refs in items for ref in refs),
             )
-            return _awaited(ray, marker, results, key)
+            return _awaited(ray, marker, results, [task for task, _ in items], 1 + self.retries)
 
         cpus = int(ray.cluster_resources().get("CPU", 0)) or self.workers
         # a Ray task costs a round trip to the driver: tiny tasks share one, as on `processes`
-        output = run_plan(plan, submit, IN_FLIGHT_PER_WORKER * cpus, on_done, sizer=BatchSizer(), inline=False)
-        return _get(ray, output, plan.output)
+        in_flight = IN_FLIGHT_PER_WORKER * cpus
+        recover = lambda error: isinstance(error, _BatchLost)  # noqa: E731 - Ray itself replaced the worker
+        return _get(ray, run_plan(plan, submit, in_flight, on_done, recover, 1, BatchSizer(), inline=False), plan.output)
 
     def close(self) -> None:
         """Shut down Ray only if this engine initialised it (for a cluster: disconnect, never stop it)."""
@@ -192,8 +185,8 @@ def _on_loopback(address: str) -> bool:
         return False
 
 
-def _awaited(ray: Any, marker: Any, results: list[Any], key: str) -> Future:
-    """A future of `(results, seconds)` once the task's marker arrives, or of the task's failure. It is
+def _awaited(ray: Any, marker: Any, results: list[Any], tasks: list[Task], attempts: int) -> Future:
+    """A future of `(results, seconds)` once the Ray task's marker arrives, or of its failure. It is
     running from the start, so the scheduler's clean-up awaits it rather than cancelling it."""
     future: Future = Future()
     future.set_running_or_notify_cancel()
@@ -202,8 +195,14 @@ def _awaited(ray: Any, marker: Any, results: list[Any], key: str) -> Future:
         error = done.exception()
         if error is None:
             future.set_result((results, done.result()))
+            return
+        for result in results:  # fetched, so Ray does not report each one's copy of the error as unhandled
+            result.future()
+        if isinstance(error, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                                ray.exceptions.OutOfMemoryError)):
+            future.set_exception(_BatchLost(error) if len(tasks) > 1 else lost_worker(tasks[0], attempts, error))
         else:
-            future.set_exception(_unwrapped(ray, error, key))
+            future.set_exception(_unwrapped(ray, error, tasks[0].key))
 
     marker.future().add_done_callback(settle)
     return future
