@@ -189,6 +189,19 @@ def test_failing_stage_exits_1_naming_stage_chunk_file_and_user_code(dataset: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml", "mymod.py", "out"]
 
 
+@pytest.mark.parametrize("engine", ["processes", "dask", "ray"])
+def test_every_chunk_failing_is_reported_once(dataset: Path, tmp_path: Path, engine: str):
+    """After the first failure, the chunks in flight fail too: one report, and no engine prints its own."""
+    (tmp_path / "mymod.py").write_text("def keep(df):\n    raise RuntimeError('bad batch')\n")
+    path = write_config(tmp_path, BASE.replace("{data}", str(dataset)))
+    result = cli("run", str(path), "--quiet", "--set", f'engine.name="{engine}"', "--set", "source.chunk_rows=500",
+                 cwd=Path("/"))
+    assert result.returncode == 1
+    assert result.stderr.count("RuntimeError: bad batch") == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Unhandled" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.toml", "mymod.py"]
+
+
 def test_error_mode_refuses_existing_output(dataset: Path, tmp_path: Path):
     (tmp_path / "mymod.py").write_text("def keep(df):\n    return df\n")
     path = write_config(tmp_path, BASE.replace("{data}", str(dataset)))

@@ -15,6 +15,7 @@ module to workers that cannot import it. Workers need only this framework instal
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import secrets
 import time
@@ -40,6 +41,19 @@ SECURITY_KEYS = {"ca_file", "cert_file", "key_file", "require_encryption"}
 # Dask scheduler itself (`distributed.scheduler.allowed-failures`, 3 by default); Dask's own task `retries`
 # would also re-run a stage that raised, which must stay final.
 OPTIONS = {"security", "retries", "connect_timeout", "client"}
+
+
+class _QuietFailures(distributed.WorkerPlugin):
+    """In the private cluster's workers: drop the record Dask logs for every task that raised. Those workers
+    write to the user's terminal, where it would be one traceback per failed chunk; the run reports the
+    first failure itself, once. A cluster reached by address keeps its own logs."""
+
+    def setup(self, worker: distributed.Worker) -> None:
+        logging.getLogger("distributed.worker").addFilter(_not_compute_failed)
+
+
+def _not_compute_failed(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Compute Failed")
 
 
 class DaskEngine:
@@ -88,7 +102,9 @@ class DaskEngine:
                 # No dashboard, but the scheduler's health/metrics server still listens: loopback, any port.
                 scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             )
-        return distributed.Client(self._cluster, set_as_default=False)
+        client = distributed.Client(self._cluster, set_as_default=False)
+        client.register_plugin(_QuietFailures(), name="pipeline-quiet-failures")
+        return client
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
         """Submit every task in plan order; only the output's value is gathered."""
