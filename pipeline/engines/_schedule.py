@@ -77,12 +77,13 @@ def run_plan(
     in_flight: dict[Future, list[tuple[str, list[Any]]]] = {}
     attempts: dict[str, int] = {}
     sizer = sizer or BatchSizer(most=1)
+    here = {key for key, task in plan.tasks.items() if inline and task.in_driver}  # run in this process
 
     def take() -> list[tuple[str, list[Any]]]:
         """The next batch off the ready heap: one task to run here, or up to the sizer's count for workers."""
         batch: list[tuple[str, list[Any]]] = []
         while ready and len(batch) < sizer.size():
-            if batch and inline and plan.tasks[ready[0][2]].in_driver:
+            if batch and ready[0][2] in here:
                 break
             key = heapq.heappop(ready)[2]
             task = plan.tasks[key]
@@ -91,14 +92,13 @@ def run_plan(
                 unsubmitted_dependents[dep] -= 1
                 if not unsubmitted_dependents[dep]:
                     del results[dep]
-            if inline and task.in_driver:
+            if key in here:
                 break
         return batch
 
     def send(batch: list[tuple[str, list[Any]]]) -> None:
         items = [(plan.tasks[key], deps) for key, deps in batch]
-        here = inline and items[0][0].in_driver
-        in_flight[InlineExecutor().submit(call_batch, items) if here else submit(items)] = batch
+        in_flight[InlineExecutor().submit(call_batch, items) if batch[0][0] in here else submit(items)] = batch
 
     try:
         while ready or in_flight:
@@ -122,7 +122,7 @@ def run_plan(
                             raise lost_worker(plan.tasks[key], attempts[key], exc) from None
                         lost.append((key, deps))
                     continue
-                if not (inline and plan.tasks[keys[0]].in_driver):
+                if keys[0] not in here:
                     sizer.record(len(batch), seconds)
                 for key, value in zip(keys, values):
                     results[key] = value
