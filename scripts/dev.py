@@ -2,24 +2,29 @@
 
     python3 scripts/dev.py flights   # .venv + install + NYC flights data + `pipeline run configs/flights.toml`
     python3 scripts/dev.py test      # .venv + install with every engine + pytest
+    python3 scripts/dev.py soak [N]  # as `test`, N times in a row (default 5) with one core kept busy
 
 Creates `.venv` beside the project if missing and reinstalls only when pyproject.toml changes.
-Extra arguments go to the command that runs (`pipeline run` or `pytest`).
+Extra arguments go to the command that runs (`pipeline run` or `pytest`). `soak` stops at the first
+failing round and exits non-zero unless every round passed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-EXTRAS = {"flights": "examples", "test": "dev,dask,ray,joblib"}
+EXTRAS = {"flights": "examples", "test": "dev,dask,ray,joblib", "soak": "dev,dask,ray,joblib"}
+SOAK_ROUNDS = 5
 
 
 def ensure_env(extras: str) -> None:
@@ -42,6 +47,32 @@ def ensure_env(extras: str) -> None:
     stamp.write_text(digest)
 
 
+def soak(python: str, env: dict[str, str], rest: list[str]) -> int:
+    """Run the whole suite N times in a row while a busy loop keeps one core busy; stop at the first failure."""
+    rounds = int(rest.pop(0)) if rest and rest[0].isdigit() else SOAK_ROUNDS
+    pytest = [python, "-m", "pytest", "-p", "no:cacheprovider", *rest]
+    busy = subprocess.Popen([python, "-c", "while True: pass"])
+    passed = 0
+    try:
+        for round_ in range(1, rounds + 1):
+            started, counts = time.monotonic(), "no summary"
+            with subprocess.Popen(pytest, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) as run:
+                for line in run.stdout:  # shown as it comes; the summary line is kept for the round's report
+                    sys.stdout.write(line)
+                    if found := re.search(r"(\d+ (?:passed|failed|errors?|skipped).*) in [\d.]+s", line):
+                        counts = found.group(1)
+            verdict = "passed" if run.returncode == 0 else f"FAILED (exit {run.returncode})"
+            print(f"soak round {round_}/{rounds}: {verdict}: {counts} in {time.monotonic() - started:.0f} s", flush=True)
+            if run.returncode:
+                break
+            passed += 1
+    finally:
+        busy.kill()  # by its pid
+        busy.wait()
+    print(f"soak: {passed}/{rounds} rounds passed")
+    return 0 if passed == rounds else 1
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in EXTRAS:
         print(__doc__)
@@ -54,6 +85,8 @@ def main(argv: list[str]) -> int:
         subprocess.run([python, str(ROOT / "scripts" / "prepare_flights.py")], check=True, env=env)
         run = [str(BIN / "pipeline"), "run", str(ROOT / "configs" / "flights.toml"), *rest]
         return subprocess.run(run, env=env).returncode
+    if command == "soak":
+        return soak(python, env, rest)
     return subprocess.run([python, "-m", "pytest", *rest], cwd=ROOT, env=env).returncode
 
 
