@@ -62,7 +62,8 @@ def soak(python: str, env: dict[str, str], rest: list[str]) -> int:
                     if found := re.search(r"(\d+ (?:passed|failed|errors?|skipped).*) in [\d.]+s", line):
                         counts = found.group(1)
             verdict = "passed" if run.returncode == 0 else f"FAILED (exit {run.returncode})"
-            print(f"soak round {round_}/{rounds}: {verdict}: {counts} in {time.monotonic() - started:.0f} s", flush=True)
+            seconds = time.monotonic() - started
+            print(f"soak round {round_}/{rounds}: {verdict}: {counts} in {seconds:.0f} s", flush=True)
             if run.returncode:
                 break
             passed += 1
