@@ -5,7 +5,6 @@ and listed in the manifest."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import spawned
 from pipeline import Pipeline
 from pipeline.errors import BadInputFiles, InputError
 from pipeline.io import FileSource, Manifest
@@ -78,7 +78,7 @@ def test_every_bad_file_is_named_in_one_message_from_the_cli(folder: Path, tmp_p
     config = tmp_path / "job.toml"
     config.write_text(f'[source]\npath = "{folder}"\n[[stages]]\nname = "k"\nuses = "stages.clean:drop_nulls"\n'
                       f'[sink]\npath = "{tmp_path / "out"}"\n')
-    result = subprocess.run([PIPELINE, "run", str(config), "--quiet"], capture_output=True, text=True, timeout=120)
+    result = spawned.run([PIPELINE, "run", str(config), "--quiet"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "2 bad input file(s):" in result.stderr
     assert "data-900.parquet: empty file (0 bytes)" in result.stderr and "data-901.parquet: not a Parquet" in result.stderr

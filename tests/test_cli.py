@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import spawned
 from pipeline import config
 from pipeline.engines import ENGINES
 
@@ -19,7 +20,7 @@ PIPELINE = str(Path(sys.executable).parent / "pipeline")
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([PIPELINE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return spawned.run([PIPELINE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,11 @@ def flights_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The flights example copied elsewhere: configs/ with the user's module, data/ prepared by the script."""
     root = tmp_path_factory.mktemp("project")
     shutil.copytree(ROOT / "configs", root / "configs")
-    subprocess.run(
+    prepared = spawned.run(
         [sys.executable, str(ROOT / "scripts" / "prepare_flights.py"), "--out", str(root / "data" / "flights")],
-        check=True, capture_output=True,
+        capture_output=True, text=True, timeout=300,
     )
+    assert prepared.returncode == 0, prepared.stderr
     return root
 
 

@@ -3,7 +3,6 @@ is one ConfigError naming the key (exit code 2 in the CLI)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import spawned
 from pipeline import config
 from pipeline.errors import ConfigError
 
@@ -107,7 +107,7 @@ def test_the_valid_document_loads(project: Path):
 def test_cli_exits_2_without_traceback(project: Path, override: str):
     path = project / "cli.toml"
     path.write_text(document(VALID))
-    result = subprocess.run(
+    result = spawned.run(
         [str(Path(sys.executable).parent / "pipeline"), "validate", str(path), "--set", override],
         capture_output=True, text=True, timeout=120,
     )

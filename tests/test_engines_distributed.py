@@ -7,11 +7,10 @@ by the module-scoped `dist_engine` parameter and tears each down before the next
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import subprocess
 import sys
 import textwrap
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from types import ModuleType
 import cloudpickle
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from pandas.testing import assert_frame_equal
 
@@ -27,9 +27,11 @@ from pipeline import ConfigError, FileSource, Pipeline, PipelineError, StageErro
 from pipeline.engines import ENGINES, Engine, get_engine
 from stages.analyze import aggregate
 
+import spawned
 from clusters import clean_env, dask_scheduler, free_port, ray_auth, ray_head  # noqa: F401 - fixtures
 
 USER_STAGES = '''
+import os
 import time
 
 import pandas as pd
@@ -45,9 +47,14 @@ def fail_on(df: pd.DataFrame, value: int) -> pd.DataFrame:
     return df
 
 
-def slow_on(df: pd.DataFrame, value: int, seconds: float) -> pd.DataFrame:
+def slow_on(df: pd.DataFrame, value: int, seconds: float, marker: str) -> pd.DataFrame:
+    """Slow on the chunk holding `value`: `marker`.started (holding this pid) before, `marker`.finished after."""
     if (df["a"] == value).any():
+        with open(marker + ".pid", "w") as fh:
+            fh.write(str(os.getpid()))
+        os.replace(marker + ".pid", marker + ".started")
         time.sleep(seconds)
+        open(marker + ".finished", "w").close()
     return df
 '''
 ROWS_PER_FILE, ROW_GROUP = 60, 20  # 4 files x 3 row groups: 12 chunks, a two-level combine tree
@@ -179,11 +186,19 @@ def test_failure_returns_only_when_nothing_still_writes(
     dist_engine: Engine, user_stages: ModuleType, parquet_dir: Path, tmp_path: Path
 ) -> None:
     """Chunk 0 fails at once while chunk 1 is still running: the run must not return (and the staging
-    folder be removed) while that task could still write its part."""
-    pipeline = Pipeline().then(user_stages.fail_on, value=5).then(user_stages.slow_on, value=25, seconds=1.0)
+    folder be removed) while that task could still write its part. So when it returns, chunk 1's stage has
+    not started, has finished, or its worker is being killed (and so must never finish)."""
+    marker = tmp_path / "slow"
+    started, finished = Path(f"{marker}.started"), Path(f"{marker}.finished")
+    pipeline = (Pipeline().then(user_stages.fail_on, value=5)
+                .then(user_stages.slow_on, value=25, seconds=1.0, marker=str(marker)))
     with pytest.raises(StageError, match="failed on chunk 0"):
         pipeline.run(source(parquet_dir), str(tmp_path / "out"), engine=dist_engine, workers=2)
-    time.sleep(1.2)  # longer than the slow chunk could still take
+    if started.exists() and not finished.exists():
+        with contextlib.suppress(psutil.NoSuchProcess):  # gone already: killed, as it should be
+            worker = psutil.Process(int(started.read_text()))
+            spawned.wait_for(lambda: finished.exists() or not spawned.alive(worker), 60, "end of chunk 1's worker")
+        assert not finished.exists(), "the run returned while chunk 1 was still running"
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.staging-*"))
 
 
@@ -225,10 +240,8 @@ def test_dask_with_existing_client(dask_scheduler: str, user_stages: ModuleType)
         assert_frame_equal(result, df.assign(total=df.a + df.b))
         assert client.status == "running"
         assert client.submit(sum, [1, 2]).result() == 3
-        deadline = time.monotonic() + 10
-        while client.futures and time.monotonic() < deadline:  # releases reach the client asynchronously
-            time.sleep(0.05)
-        assert not client.futures  # the run released everything it submitted
+        # the run released everything it submitted (releases reach the client asynchronously)
+        spawned.wait_for(lambda: not client.futures, 10, "release of every future the run submitted")
 
 
 @pytest.mark.parametrize("backend", ["threading", "sequential"])
@@ -314,7 +327,7 @@ def test_cli_submits_to_the_cluster(kind: str, parquet_dir: Path, tmp_path: Path
     elsewhere.mkdir()
     command = [str(Path(sys.executable).parent / "pipeline"), "run", str(project / "job.toml"),
                "--engine", kind, "--address", address, "--workers", "2", "--quiet"]
-    result = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    result = spawned.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     df = whole(parquet_dir).assign(total=lambda d: d.a * 3 + d.b)
     expected = df.groupby("k", as_index=False).agg(n=("a", "size"), total=("total", "sum"))

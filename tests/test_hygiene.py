@@ -9,12 +9,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+import spawned
 from pipeline import Pipeline
 from pipeline.engines import get_engine
 from pipeline.io import FileSource
@@ -34,6 +34,26 @@ def wait_gone(processes: list[psutil.Process], timeout: float = 30) -> list[psut
     return alive
 
 
+def started_by_multiprocessing(me: psutil.Process, before: set[psutil.Process]) -> list[psutil.Process]:
+    """Processes not in `before` that `me` or its forkserver started: not those of clusters other tests left
+    running (a session's local Ray starts and ends its own workers at any time)."""
+
+    def parent(process: psutil.Process) -> int | None:
+        try:
+            return process.ppid()
+        except psutil.Error:  # ended meanwhile
+            return None
+
+    def is_forkserver(process: psutil.Process) -> bool:
+        try:
+            return "multiprocessing.forkserver" in " ".join(process.cmdline())
+        except psutil.Error:
+            return False
+
+    servers = {p.pid for p in me.children() if is_forkserver(p)}
+    return [p for p in me.children(recursive=True) if p not in before and parent(p) in {me.pid, *servers}]
+
+
 @pytest.mark.parametrize("engine", ["processes", "dask", "ray"])
 def test_ctrl_c_stops_everything_the_run_started(dataset: Path, tmp_path: Path, engine: str):
     shutil.copy(TESTS / "userstages.py", tmp_path / "userstages.py")
@@ -44,20 +64,23 @@ def test_ctrl_c_stops_everything_the_run_started(dataset: Path, tmp_path: Path, 
         f'[[stages]]\nname = "slow"\nuses = "userstages:slow_logged"\nparams = {{ log = "{log}", seconds = 1.0 }}\n'
         f'[sink]\npath = "{out}"\n[engine]\nname = "{engine}"\nworkers = 2\n'
     )
-    run = subprocess.Popen([PIPELINE, "run", str(config), "--quiet"], start_new_session=True,
-                           stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
-    deadline = time.monotonic() + 180
-    while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline and run.poll() is None:
-        time.sleep(0.1)
-    assert run.poll() is None, run.stderr.read()
-    started = psutil.Process(run.pid).children(recursive=True)
-    assert started  # workers (and, for dask and ray, cluster processes) are running
-    os.killpg(run.pid, signal.SIGINT)
-    stderr = run.communicate(timeout=120)[1]
-    assert run.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
-    assert wait_gone(started) == []
-    assert not out.exists()
+    run = spawned.spawn([PIPELINE, "run", str(config), "--quiet"], stderr=subprocess.PIPE, text=True,
+                        preexec_fn=_interruptible)
+    started: list[psutil.Process] = []
+    try:
+        spawned.wait_for(lambda: (log.exists() and log.read_text().strip()) or run.poll() is not None, 180,
+                         "chunk logged")
+        assert run.poll() is None, run.stderr.read()
+        started = psutil.Process(run.pid).children(recursive=True)
+        assert started  # workers (and, for dask and ray, cluster processes) are running
+        os.killpg(run.pid, signal.SIGINT)
+        stderr = run.communicate(timeout=120)[1]
+        assert run.returncode == 130, stderr
+        assert "interrupted" in stderr and "Traceback" not in stderr
+        assert wait_gone(started) == []
+        assert not out.exists()
+    finally:  # on any failure above, nothing the run started outlives the test
+        spawned.stop(run, known=started)
 
 
 def test_ten_thousand_chunks_leak_no_handles_or_processes(table, tmp_path: Path):
@@ -78,7 +101,7 @@ def test_ten_thousand_chunks_leak_no_handles_or_processes(table, tmp_path: Path)
     pipeline = Pipeline().then(aggregate, by=["carrier"], aggs={"n": ["id", "count"], "total": ["distance", "sum"]})
     with get_engine("processes", workers=2) as engine:
         manifest = pipeline.run(FileSource(str(folder), chunk_rows=5), str(tmp_path / "agg.parquet"), engine)
-        workers = [p for p in me.children(recursive=True) if p not in children_before]
+        workers = started_by_multiprocessing(me, children_before)
         peak = sum(p.memory_info().rss for p in [me, *workers])
         # forked workers are direct children; with a forkserver, the direct children are the server and its
         # resource tracker (one each per driver process, reused by every run) and the workers their children

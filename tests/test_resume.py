@@ -3,18 +3,14 @@ output is identical to a clean run, and a changed input or stage invalidates exa
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import pytest
+
+import spawned
 
 PIPELINE = str(Path(sys.executable).parent / "pipeline")
 TESTS = Path(__file__).resolve().parent
@@ -30,32 +26,32 @@ def write_config(folder: Path, data: Path, out: Path, log: Path, aggregate: bool
     config = folder / "job.toml"
     config.write_text(
         f'[source]\npath = "{data}"\nchunk_rows = 500\n'
-        f'[[stages]]\nname = "slow"\nuses = "userstages:slow_logged"\nparams = {{ log = "{log}" }}\n{agg}'
+        f'[[stages]]\nname = "slow"\nuses = "userstages:slow_logged"\n'
+        f'params = {{ log = "{log}", gate = "{log}.gate" }}\n{agg}'
         f'[sink]\npath = "{out}"\nmode = "overwrite"\n[engine]\nname = "{engine}"\nworkers = 2\n'
     )
     return config
 
 
 def kill_midway(config: Path, log: Path, after: int) -> None:
-    """Start a run in its own process group and SIGKILL the whole group once `after` chunks are logged."""
-    run = subprocess.Popen([PIPELINE, "run", str(config), "--quiet"], start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and run.poll() is None:
-        if log.exists() and len(log.read_text().split()) >= after:
-            break
-        time.sleep(0.05)
-    assert run.poll() is None, "the run finished before it could be killed"
-    everything = [psutil.Process(run.pid), *psutil.Process(run.pid).children(recursive=True)]
-    os.killpg(run.pid, signal.SIGKILL)
-    for process in everything:  # cluster processes that made their own process group die too, as in a crash
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(everything, timeout=30)
-    run.wait()
+    """Start a run in its own process group and SIGKILL the whole group once `after` chunks are logged.
+
+    The gate file holds the run's later chunks until then (`userstages.slow_logged`), so it cannot finish
+    first however slow the machine; every process of the run, cluster processes in their own process group
+    included, is killed by pid, as in a crash."""
+    gate = Path(f"{log}.gate")
+    gate.write_text(str(after))
+    run = spawned.spawn([PIPELINE, "run", str(config), "--quiet"])
+    try:
+        spawned.wait_for(lambda: len(logged(log)) >= after or run.poll() is not None, 120, f"{after} chunks logged")
+        assert run.poll() is None, f"the run ended (exit {run.returncode}) before it could be killed"
+    finally:
+        spawned.stop(run)
+        gate.unlink()
 
 
-def logged(log: Path) -> list[int]:
-    return [int(x) for x in log.read_text().split()] if log.exists() else []
+def logged(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
 
 
 @pytest.mark.parametrize(
@@ -70,7 +66,7 @@ def test_kill_then_resume_gives_the_clean_output(dataset: Path, tmp_path: Path, 
     project = tmp_path / "project"
     project.mkdir()
     clean = write_config(project, dataset, clean_out, clean_log, aggregate)
-    assert subprocess.run([PIPELINE, "run", str(clean), "--quiet"]).returncode == 0
+    assert spawned.run([PIPELINE, "run", str(clean), "--quiet"]).returncode == 0
 
     config = write_config(project, dataset, out, log, aggregate, engine)
     kill_midway(config, log, after=4)
@@ -79,7 +75,7 @@ def test_kill_then_resume_gives_the_clean_output(dataset: Path, tmp_path: Path, 
     assert len(staging) == 1  # left behind, recognisable
     done_before = len(logged(log))
 
-    result = subprocess.run([PIPELINE, "run", str(config), "--resume"], capture_output=True, text=True)
+    result = spawned.run([PIPELINE, "run", str(config), "--resume"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     reused = int(result.stderr.split("resumed: ")[1].split()[0])
     assert 4 - 2 <= reused <= done_before and reused < 12  # the two in flight at the kill may be lost
@@ -107,8 +103,8 @@ def test_a_changed_input_file_invalidates_only_its_chunks(dataset: Path, tmp_pat
     changed = pd.read_parquet(data / "data-000.parquet")
     changed.to_parquet(data / "data-000.parquet", row_group_size=500, index=False)  # same rows, new file
     log.unlink()
-    assert subprocess.run([PIPELINE, "run", str(config), "--resume", "--quiet"]).returncode == 0
-    rerun = set(logged(log))
+    assert spawned.run([PIPELINE, "run", str(config), "--resume", "--quiet"]).returncode == 0
+    rerun = {int(x) for x in logged(log)}
     assert {0, 500, 1000} <= rerun  # every chunk of the rewritten file ran again
     assert not (finished - {0, 500, 1000}) & rerun  # no other finished chunk did
 
@@ -121,5 +117,5 @@ def test_a_changed_stage_invalidates_every_chunk(dataset: Path, tmp_path: Path):
     kill_midway(config, log, after=4)
     config.write_text(config.read_text().replace('params = { log', 'params = { seconds = 0.0, log'))
     log.unlink()
-    assert subprocess.run([PIPELINE, "run", str(config), "--resume", "--quiet"]).returncode == 0
+    assert spawned.run([PIPELINE, "run", str(config), "--resume", "--quiet"]).returncode == 0
     assert len(logged(log)) == 12

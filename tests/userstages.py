@@ -43,10 +43,28 @@ def segfault_on(df: pd.DataFrame, bad_id: int) -> pd.DataFrame:
     return df
 
 
-def slow_logged(df: pd.DataFrame, log: str, seconds: float = 0.2) -> pd.DataFrame:
-    """Record which chunk (by its first id) was processed, slowly: room to kill the run in the middle."""
+def slow_logged(df: pd.DataFrame, log: str, seconds: float = 0.2, gate: str = "") -> pd.DataFrame:
+    """Record which chunk (by its first id) was processed, slowly: room to kill the run in the middle.
+
+    While the file `gate` exists and holds a number N, a chunk that finds N or more chunks logged waits (up to
+    120 s) until `gate` is removed: the run holds still after about N chunks however slow the machine is."""
+    import os
     import time
 
+    def held() -> bool:
+        try:
+            with open(gate) as fh:
+                after = int(fh.read() or 0)
+        except FileNotFoundError:
+            return False
+        if not os.path.exists(log):
+            return after <= 0
+        with open(log) as fh:
+            return len(fh.read().split()) >= after
+
+    deadline = time.monotonic() + 120
+    while gate and held() and time.monotonic() < deadline:
+        time.sleep(0.05)
     time.sleep(seconds)
     with open(log, "a") as fh:
         fh.write(f"{int(df['id'].iloc[0])}\n")
