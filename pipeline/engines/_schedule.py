@@ -8,6 +8,12 @@ chunks there are. A result is dropped as soon as its last dependent has been sub
 keep their inputs, so a task whose worker died can be resubmitted). When a task fails, queued batches are
 cancelled and running ones awaited before the error propagates.
 
+Blame for a lost worker is proven, never guessed. When a worker dies, the tasks it may have been running
+become suspects: all that were in flight, unless the engine says exactly which batch its worker ran (`Lost`).
+Suspects then run in isolation, one at a time with nothing else in flight, so a worker that dies now was
+running that task alone. Only such a death costs a task an attempt; one that dies alone more than `retries`
+times stops the run, named. An innocent task caught in flight with a killer runs again alone and succeeds.
+
 A batch is one message to a worker carrying one or more tasks. Engines whose messages are costly (a pipe
 round trip to another process) size batches with a `BatchSizer` so that each carries a few milliseconds of
 work: long tasks still go one by one (load balance, bounded memory), thousands of tiny ones share messages.
@@ -17,17 +23,30 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from dataclasses import dataclass
 from typing import Any
 
+from pipeline.engines.memory import format_size
 from pipeline.errors import PipelineError, StageError
 from pipeline.plan import Plan, Ref, Task
 
 
 Item = tuple[Task, list[Any]]  # a task and its dependencies' results
 Submit = Callable[[list[Item]], Future]  # -> a future of (the tasks' results in order, seconds they took)
-Recover = Callable[[BaseException], bool]
+
+
+@dataclass(frozen=True)
+class Lost:
+    """What an engine knows of a worker lost while running a batch."""
+
+    exact: bool = False  # the engine knows that worker ran this batch and nothing else (else: all in flight suspect)
+    limit: int | None = None  # the worker was stopped for going over this memory limit, in bytes
+
+
+Recover = Callable[[BaseException], "Lost | None"]  # None: not a lost worker, the error is final
 
 
 class BatchSizer:
@@ -60,10 +79,10 @@ def run_plan(
 ) -> Any:
     """Run `plan` with `submit([(task, dependency_results), ...]) -> Future`; return the output's value.
 
-    A task whose worker was lost is resubmitted alone (up to `retries` times), so a task that kills its
-    worker is found and named however it was batched, when `recover(error)` says the engine has replaced
-    what broke; any other failure stops the run. With `inline`, tasks marked `in_driver` run in this
-    process; an engine whose results are only handles to data elsewhere passes False."""
+    When `recover(error)` says a batch's worker was lost (and the engine has replaced it), its tasks become
+    suspects and run again in isolation; a task that kills its worker while alone more than `retries` times
+    stops the run, named. Any other failure stops the run at once. With `inline`, tasks marked `in_driver`
+    run in this process; an engine whose results are only handles to data elsewhere passes False."""
     order = {key: i for i, key in enumerate(plan.tasks)}
     waiting = {key: set(task.deps) for key, task in plan.tasks.items()}
     dependents: dict[str, list[str]] = {key: [] for key in plan.tasks}
@@ -75,6 +94,8 @@ def run_plan(
     heapq.heapify(ready)
     results: dict[str, Any] = {}
     in_flight: dict[Future, list[tuple[str, list[Any]]]] = {}
+    alone: set[Future] = set()  # sent with nothing else in flight, and nothing sent while it runs
+    suspects: deque[tuple[str, list[Any]]] = deque()
     attempts: dict[str, int] = {}
     sizer = sizer or BatchSizer(most=1)
     here = {key for key, task in plan.tasks.items() if inline and task.in_driver}  # run in this process
@@ -96,33 +117,46 @@ def run_plan(
                 break
         return batch
 
-    def send(batch: list[tuple[str, list[Any]]]) -> None:
+    def send(batch: list[tuple[str, list[Any]]]) -> Future:
         items = [(plan.tasks[key], deps) for key, deps in batch]
-        in_flight[InlineExecutor().submit(call_batch, items) if batch[0][0] in here else submit(items)] = batch
+        future = InlineExecutor().submit(call_batch, items) if batch[0][0] in here else submit(items)
+        in_flight[future] = batch
+        return future
+
+    def lost(batch: list[tuple[str, list[Any]]], isolated: bool, exc: BaseException) -> None:
+        """A batch whose worker died: charge its task if it was proven to be the one running, then retry."""
+        what = recover(exc) if recover is not None else None
+        if what is None:
+            if isinstance(exc, StageError):
+                exc.attempts = 1 + max(attempts.get(key, 0) for key, _ in batch)
+            raise exc
+        if len(batch) == 1 and (isolated or what.exact):
+            key = batch[0][0]
+            attempts[key] = attempts.get(key, 0) + 1
+            if attempts[key] > retries:
+                raise lost_worker(plan.tasks[key], attempts[key], exc, what.limit) from None
+        suspects.extend(batch)
 
     try:
-        while ready or in_flight:
-            while ready and len(in_flight) < max_in_flight:
-                send(take())
+        while ready or in_flight or suspects:
+            if suspects:  # isolation: one suspect at a time, once everything else has come back
+                if not in_flight:
+                    alone.add(send([suspects.popleft()]))
+            else:
+                while ready and len(in_flight) < max_in_flight:
+                    send(take())
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            lost: list[tuple[str, list[Any]]] = []
             for future in sorted(done, key=lambda f: order[in_flight[f][0][0]]):
                 batch = in_flight.pop(future)
+                isolated = future in alone
+                alone.discard(future)
                 keys = [key for key, _ in batch]
                 try:
                     values, seconds = future.result()
                 except BaseException as exc:
-                    if recover is None or not recover(exc):
-                        if isinstance(exc, StageError):
-                            exc.attempts = 1 + max(attempts.get(key, 0) for key in keys)
-                        raise
-                    for key, deps in batch:
-                        attempts[key] = attempts.get(key, 0) + 1
-                        if attempts[key] > retries:
-                            raise lost_worker(plan.tasks[key], attempts[key], exc) from None
-                        lost.append((key, deps))
+                    lost(batch, isolated, exc)
                     continue
-                if keys[0] not in here:
+                if keys[0] not in here and not isolated:
                     sizer.record(len(batch), seconds)
                 for key, value in zip(keys, values):
                     results[key] = value
@@ -132,8 +166,6 @@ def run_plan(
                         waiting[user].discard(key)
                         if not waiting[user]:
                             heapq.heappush(ready, (False, order[user], user))
-            for item in lost:  # after every lost batch is seen, so the engine recovers once
-                send([item])
     finally:
         # On failure, nothing may keep writing after we return: the caller removes the staging folder.
         for future in in_flight:
@@ -142,11 +174,17 @@ def run_plan(
     return results[plan.output]
 
 
-def lost_worker(task: Task, attempts: int, exc: BaseException) -> PipelineError:
-    """The error for a task whose worker kept dying: the task, its chunk and input, how many times."""
+def lost_worker(task: Task, attempts: int, exc: BaseException, limit: int | None = None) -> PipelineError:
+    """The error for a task that killed its worker, alone, every time it ran: the task, its chunk and input,
+    how many times, and the memory limit when that is what stopped the worker."""
     where = f"{task.label}" + (f" on chunk {task.chunk}" if task.chunk is not None else "")
     if task.source:
         where += f" (input {task.source})"
+    if limit is not None:
+        return PipelineError(
+            f"{where} ran out of memory: worker limit {format_size(limit)}; "
+            f"its worker went over it {attempts} times, running it alone; giving up"
+        )
     return PipelineError(f"a worker process died running {where}, {attempts} times; giving up ({exc})")
 
 

@@ -1,5 +1,12 @@
-"""The Dask engine: every task becomes a Dask future whose dependencies are other futures, so Dask's
-scheduler places tasks next to their inputs and intermediate results never pass through the driver.
+"""The Dask engine: tasks go to a Dask cluster through the scheduler every engine shares (`_schedule`), so
+a lost worker is blamed, isolated and retried by one rule everywhere, and tiny tasks share a Dask task.
+
+A chunk's data never leaves the worker that reads it; what a task returns (a receipt for a written part, a
+partial aggregate) is small and is fetched as soon as the task finishes, then released on the cluster. So a
+worker that dies loses nothing finished: Dask would otherwise recompute the results it held, and such a
+recompute dying with its worker would fail a downstream task that did nothing wrong. The private cluster
+runs with `allowed-failures` 0, so each worker death reaches the shared scheduler, which counts the
+attempts (`[engine] retries`); a cluster by address counts with its own `allowed-failures` first.
 
 - no address: a private `LocalCluster` on 127.0.0.1 (one single-threaded worker process per `workers`),
   closed by `close()`;
@@ -14,33 +21,38 @@ module to workers that cannot import it. Workers need only this framework instal
 
 from __future__ import annotations
 
+import itertools
 import ipaddress
 import logging
 import os
 import secrets
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 from urllib.parse import urlsplit
 
+import dask
 import distributed
 from distributed.scheduler import KilledWorker
+from distributed.core import Status
 from distributed.security import Security
 
 from pipeline.engines import check_options, default_workers
-from pipeline.engines._payload import Packer, run_packed
-from pipeline.engines.local import _main_hidden, children_ignore_sigint
+from pipeline.engines._payload import Packer, run_packed_batch
+from pipeline.engines._schedule import BatchSizer, Item, Lost, run_plan
+from pipeline.engines.local import DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, _main_hidden, children_ignore_sigint
+from pipeline.engines.memory import worker_limit
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
 CONNECT_TIMEOUT = 10.0
-CANCEL_WAIT = 30.0
+MEMORY_EVENT_WAIT = 0.5
+RESTART_WAIT = 60.0  # seconds a lost worker may take to be back before suspects run on what is left
 SECURITY_KEYS = {"ca_file", "cert_file", "key_file", "require_encryption"}
-# `retries` is accepted for configs shared across engines, but a task whose worker died is re-run by the
-# Dask scheduler itself (`distributed.scheduler.allowed-failures`, 3 by default); Dask's own task `retries`
-# would also re-run a stage that raised, which must stay final.
-OPTIONS = {"security", "retries", "connect_timeout", "client"}
+OPTIONS = {"security", "retries", "connect_timeout", "client", "worker_memory"}
 
 
 class _QuietFailures(distributed.WorkerPlugin):
@@ -67,6 +79,10 @@ class DaskEngine:
         self.address = address
         self.connect_timeout = float(options.get("connect_timeout", CONNECT_TIMEOUT))
         self.security = _security(options.get("security"))
+        self.retries = int(options.get("retries", DEFAULT_RETRIES))
+        self.worker_memory = options.get("worker_memory")  # the private cluster's nanny limit
+        self._worker_memory: int | None = None  # in force: only the private cluster's is known here
+        self._restarts: _MemoryRestarts | None = None
         self._client: distributed.Client | None = options.get("client")
         self._owns_client = self._client is None
         self._cluster: distributed.LocalCluster | None = None
@@ -80,71 +96,114 @@ class DaskEngine:
         if self.address is None:
             self._client = self._start_local()
             return self._client
+        import ssl
+
         _warn_if_plaintext(self.address)
-        try:
-            self._client = distributed.Client(
-                self.address, timeout=self.connect_timeout, security=self.security, set_as_default=False
+        unreachable = f"cannot reach the Dask scheduler at {self.address}"
+        if (
+            self.address.startswith("tls://")
+            and self.security is None
+            and Security().get_connection_args("client").get("ssl_context") is None  # none in Dask's own config
+        ):
+            raise PipelineError(
+                f"{unreachable}: a tls:// scheduler needs this client's certificates: give ca_file, cert_file "
+                "and key_file in [engine.security]"
             )
+        # Built in two steps so that a client that failed to connect is closed here. Left to the garbage
+        # collector, it would close at exit, after its event loop has stopped: a wait of twice the timeout,
+        # then a traceback.
+        client = distributed.Client.__new__(distributed.Client)
+        try:
+            client.__init__(self.address, timeout=self.connect_timeout, security=self.security, set_as_default=False)
         except Exception as exc:  # noqa: BLE001 - refused, timed out, bad handshake: all mean unreachable
-            raise PipelineError(f"cannot reach the Dask scheduler at {self.address}: {exc}") from None
+            try:
+                client.close(timeout=self.connect_timeout)
+            except Exception:  # noqa: BLE001 - half-built: whatever it has is released as far as possible
+                pass
+            reason, cause, seen = str(exc), exc, set()
+            while cause is not None and not isinstance(cause, ssl.SSLError) and id(cause) not in seen:
+                seen.add(id(cause))
+                cause = cause.__cause__ or cause.__context__
+            cause = cause if isinstance(cause, ssl.SSLError) else None
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                reason = (
+                    f"the scheduler's TLS certificate is not signed by the CA in engine.security.ca_file "
+                    f"({cause.verify_message})"
+                )
+            elif cause is not None or (self.address.startswith("tls://") and "SSL" in reason):
+                # the SSL error may be only in the message (a closed stream can stand between them)
+                detail = str(cause) if cause is not None else reason[reason.index("SSL") :].partition(": ")[2]
+                reason = (
+                    f"the scheduler refused the TLS handshake ({detail or reason}): is engine.security.cert_file "
+                    "signed by the CA the cluster trusts?"
+                )
+            raise PipelineError(f"{unreachable}: {reason}") from None
+        self._client = client
         return self._client
 
     def _start_local(self) -> distributed.Client:
         # Hide the user's script from spawned workers, as the processes engine does: scripts and
         # notebooks rarely guard their top level with `if __name__ == "__main__"`.
-        with _main_hidden(), children_ignore_sigint():
+        # A dead worker fails its tasks at once (allowed-failures 0) so the shared scheduler counts the
+        # attempts, as on every engine; the nanny stops a worker over its memory limit.
+        self._worker_memory = worker_limit(self.worker_memory, self.workers)
+        with _main_hidden(), children_ignore_sigint(), dask.config.set({"distributed.scheduler.allowed-failures": 0}):
             self._cluster = distributed.LocalCluster(
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                memory_limit=self._worker_memory or 0,
                 # No dashboard, but the scheduler's health/metrics server still listens: loopback, any port.
                 scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             )
         client = distributed.Client(self._cluster, set_as_default=False)
         client.register_plugin(_QuietFailures(), name="pipeline-quiet-failures")
+        self._restarts = _MemoryRestarts(client)
         return client
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
-        """Submit every task in plan order; only the output's value is gathered."""
+        """Submit each task once its dependencies have finished, through the scheduler every engine shares
+        (so a lost worker is blamed and retried by the same rule); dependencies go as futures, and only the
+        output's value is gathered."""
         client = self._connect()
         run_token = secrets.token_hex(6)  # two runs on one cluster must not share keys
         packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run
-        task_of: dict[str, str] = {}
-        futures: dict[str, distributed.Future] = {}
-        depth: dict[str, int] = {}
-        for task in plan:
-            depth[task.key] = 1 + max((depth[d] for d in task.deps), default=-1)
-            dask_key = f"{task.key}-{run_token}"
-            task_of[dask_key] = task.key
-            futures[task.key] = client.submit(
-                run_packed,
-                packer.pack(task),
-                *(futures[d] for d in task.deps),
-                key=dask_key,
-                pure=False,
-                priority=depth[task.key],  # ready combines before new chunks: partials merge early
-            )
-        output = futures[plan.output]
-        pending = distributed.as_completed(list(futures.values()), loop=client.loop)
-        futures.clear()  # Dask keeps what dependents still need; the driver holds no results
-        try:
-            for future in pending:
-                if future.status != "finished":
-                    _raise_failure(future, task_of[future.key])
-                if on_done:
-                    on_done(plan.tasks[task_of[future.key]])
-            return output.result()
-        except BaseException:
-            remaining = list(pending.futures)
-            if remaining:
-                client.cancel(remaining, reason="pipeline run failed")
-                _await_running(client, run_token)
-            raise
-        finally:
-            pending.clear()
-            del output
+        sent = itertools.count()
+
+        def submit(items: list[Item]) -> Future:
+            first = items[0][0].key
+            key = f"{first}-{run_token}-{next(sent)}"  # a retry is a new key: Dask forgets a failed one
+            batch = [(packer.pack(task), deps) for task, deps in items]
+            return _awaited(client.submit(run_packed_batch, batch, key=key, pure=False), first)
+
+        def recover(error: BaseException) -> Lost | None:
+            if not isinstance(error, KilledWorker):
+                return None
+            over = self._restarts is not None and self._restarts.seen(error)
+            self._await_workers(client)
+            return Lost(exact=False, limit=self._worker_memory if over else None)
+
+        in_flight = IN_FLIGHT_PER_WORKER * max(1, sum(client.nthreads().values()))
+        # each Dask task costs a round trip through the scheduler: tiny tasks share one, as on `processes`
+        return run_plan(plan, submit, in_flight, on_done, recover, self.retries, BatchSizer())
+
+    def _await_workers(self, client: distributed.Client) -> None:
+        """After a worker died, wait (bounded) until a worker is ready to take a suspect, and repair the
+        private cluster if need be: Dask drops a worker for good when it dies in the moment between
+        registering and its nanny's hand-shake, which a task that kills every worker it lands on does again
+        and again. A suspect does not wait for every worker: it runs alone anyway."""
+        deadline = time.monotonic() + RESTART_WAIT
+        while time.monotonic() < deadline:
+            cluster = self._cluster
+            if cluster is not None and len(cluster.workers) < self.workers:
+                cluster.scale(self.workers)
+            nannies = list(cluster.workers.values()) if cluster is not None else []
+            ready = any(getattr(getattr(n, "process", None), "status", None) == Status.running for n in nannies)
+            if (ready or cluster is None) and client.nthreads():
+                return
+            time.sleep(0.05)
 
     def close(self) -> None:
         """Close what this engine started: its client (not a given one) and its local cluster."""
@@ -162,33 +221,53 @@ class DaskEngine:
         self.close()
 
 
-def _running_keys(token: str, dask_worker: Any = None) -> list[str]:
-    """On a worker: this run's tasks still occupying a thread (cancelled ones included)."""
-    tasks = getattr(getattr(dask_worker, "state", None), "all_running_tasks", ())
-    return [str(ts.key) for ts in tasks if str(ts.key).endswith(token)]
+def _awaited(future: distributed.Future, key: str) -> Future:
+    """A concurrent future of `(the tasks' values, seconds taken)` once the Dask task has finished, or of its
+    failure. The values (receipts and partial aggregates: small) are fetched at once and released on the cluster, so a
+    worker that dies later loses nothing finished: Dask would otherwise recompute it, and a recompute that
+    lost its worker would fail a task downstream that did nothing wrong. The future is running from the
+    start, so after a failure the scheduler waits for it rather than cancelling it: a Dask task cannot be
+    interrupted, and the caller removes the staging folder, which nothing may still be writing to."""
+    settled: Future = Future()
+    settled.set_running_or_notify_cancel()
 
-
-def _await_running(client: distributed.Client, token: str, timeout: float = CANCEL_WAIT) -> None:
-    """Wait (bounded) until no worker still runs a task of this run: Dask cannot interrupt a running task,
-    and after a failure the caller removes the staging folder, which nothing may still be writing to."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def settle(done: distributed.Future) -> None:
         try:
-            if not any(client.run(_running_keys, token).values()):
+            if done.status == "finished":
+                settled.set_result(done.result())
                 return
-        except Exception:  # noqa: BLE001 - a worker gone or unreachable: nothing more to wait for there
-            return
-        time.sleep(0.1)
+            error = done.exception() if done.status == "error" else None
+        except BaseException as exc:  # noqa: BLE001 - lost or cancelled meanwhile: reported as it is
+            error = exc
+        finally:
+            done.release()
+        if error is None:
+            error = PipelineError(f"Dask reports task {key} as {done.status} (was the scheduler restarted?)")
+        settled.set_exception(error)
+
+    future.add_done_callback(settle)
+    return settled
 
 
-def _raise_failure(future: distributed.Future, key: str) -> None:
-    """Re-raise a task's own exception (same type and message as on every engine)."""
-    if future.status != "error":
-        raise PipelineError(f"Dask reports task {key} as {future.status} (was the scheduler restarted?)")
-    try:
-        future.result()
-    except KilledWorker as exc:
-        raise PipelineError(f"task {key} killed the Dask workers it ran on: {exc}") from None
+class _MemoryRestarts:
+    """The workers the nanny restarted for going over their memory limit, as the scheduler announces them.
+    The nanny reports just before it stops the worker, on another connection than the one whose loss fails
+    the task, so the report may arrive a moment after the failure: `seen` waits for it, briefly."""
+
+    def __init__(self, client: distributed.Client) -> None:
+        self._workers: set[str] = set()
+        self._arrived = threading.Condition()
+        client.subscribe_topic("worker-restart-memory", self._record)
+
+    def _record(self, event: tuple[float, dict[str, Any]]) -> None:
+        with self._arrived:
+            self._workers.add(event[1].get("worker", ""))
+            self._arrived.notify_all()
+
+    def seen(self, error: KilledWorker, wait: float = MEMORY_EVENT_WAIT) -> bool:
+        address = getattr(error.last_worker, "address", None)
+        with self._arrived:
+            return self._arrived.wait_for(lambda: address in self._workers, timeout=wait)
 
 
 def _security(options: Mapping[str, Any] | None) -> Security | None:

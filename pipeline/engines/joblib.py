@@ -5,21 +5,33 @@ joblib has no submit-with-dependencies, so the plan runs level by level: every t
 only on earlier levels, and each level is one `joblib.Parallel` call. Results cross the driver between
 levels, which is acceptable here because they are only receipts and partial aggregates, and each is
 dropped once the last level that reads it has run.
+
+With the default backend, loky, the plan does not go level by level: loky's reusable executor is a
+`concurrent.futures` executor, so the scheduler every engine shares drives it as it drives `processes`
+(a task goes out once its dependencies are done, tiny tasks share a message, and a worker that dies makes
+the tasks in flight suspects, run again alone, `retries` counting only deaths while alone). Other backends
+run level by level and have no such recovery: threads cannot lose a worker, and a lost `multiprocessing`
+worker is that backend's own to report.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import joblib
+from joblib.externals.loky import get_reusable_executor
 
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed
+from pipeline.engines._schedule import BatchSizer, Lost, run_plan
+from pipeline.engines.local import DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, packed_submitter
+from pipeline.engines.memory import parse_size
 from pipeline.errors import ConfigError
 from pipeline.plan import Plan, Task
 
-OPTIONS = {"backend"}
+OPTIONS = {"backend", "retries", "worker_memory"}
 
 
 def levels(plan: Plan) -> list[list[Task]]:
@@ -36,7 +48,7 @@ def levels(plan: Plan) -> list[list[Task]]:
 
 
 class JoblibEngine:
-    """Runs plans with `joblib.Parallel`, one call per dependency level."""
+    """Runs plans on loky's executor, or with `joblib.Parallel`, one call per dependency level."""
 
     name = "joblib"
 
@@ -46,6 +58,9 @@ class JoblibEngine:
             raise ConfigError("engine.address: the joblib engine takes no address; pick a backend instead")
         self.workers = default_workers(workers)
         self.backend = str(options.get("backend", "loky"))
+        self.retries = int(options.get("retries", DEFAULT_RETRIES))
+        if options.get("worker_memory") is not None:  # accepted so one config runs on any engine; not enforced
+            parse_size(options["worker_memory"])
         # A typo should fail when the engine is built, not after the first chunk.
         registered = {*joblib.parallel.BACKENDS, *joblib.parallel.EXTERNAL_BACKENDS}
         if self.backend not in registered:
@@ -54,6 +69,14 @@ class JoblibEngine:
             )
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
+        if self.backend == "loky":
+            executor = lambda: get_reusable_executor(max_workers=self.workers)  # noqa: E731 - a broken one is replaced
+            recover = lambda error: Lost() if isinstance(error, BrokenProcessPool) else None  # noqa: E731
+            in_flight = self.workers * IN_FLIGHT_PER_WORKER
+            return run_plan(plan, packed_submitter(executor), in_flight, on_done, recover, self.retries, BatchSizer())
+        return self._run_levels(plan, on_done)
+
+    def _run_levels(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
         last_use = {key: -1 for key in plan.tasks}
         grouped = levels(plan)
         for number, level in enumerate(grouped):
@@ -62,15 +85,14 @@ class JoblibEngine:
                     last_use[dep] = number
         results: dict[str, Any] = {}
         packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run
-        with self._parallel() as parallel:
-            for number, level in enumerate(grouped):
-                calls = (joblib.delayed(run_packed)(packer.pack(t), *(results[d] for d in t.deps)) for t in level)
-                for task, value in zip(level, parallel(calls)):
-                    results[task.key] = value
-                    if on_done:
-                        on_done(task)
-                for key in [k for k in results if last_use[k] == number]:
-                    del results[key]
+        for number, level in enumerate(grouped):
+            calls = (joblib.delayed(run_packed)(packer.pack(t), *(results[d] for d in t.deps)) for t in level)
+            for task, value in zip(level, self._parallel()(calls)):
+                results[task.key] = value
+                if on_done:
+                    on_done(task)
+            for key in [k for k in results if last_use[k] == number]:
+                del results[key]
         return results[plan.output]
 
     def _parallel(self) -> joblib.Parallel:

@@ -26,7 +26,8 @@ from typing import Any
 
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed_batch
-from pipeline.engines._schedule import BatchSizer, InlineExecutor, Submit, call_batch, run_plan
+from pipeline.engines._schedule import BatchSizer, InlineExecutor, Lost, Submit, call_batch, run_plan
+from pipeline.engines.memory import MemoryWatch, worker_limit
 from pipeline.errors import ConfigError
 from pipeline.plan import Plan, Task
 
@@ -39,10 +40,14 @@ class _LocalEngine:
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, retries: int = DEFAULT_RETRIES, **options: Any) -> None:
+    def __init__(self, workers: int | None = None, retries: int = DEFAULT_RETRIES,
+                 worker_memory: str | int | None = None, **options: Any) -> None:
+        """`worker_memory` is accepted by every local engine so one config runs on any; only `processes`
+        has separate workers to hold to it."""
         check_options(self.name, options, ())
         self.workers = default_workers(workers)
         self.retries = retries
+        self.worker_memory = worker_limit(worker_memory, self.workers)
         self._executor: Executor | None = None
 
     def _make_executor(self) -> Executor:
@@ -61,9 +66,9 @@ class _LocalEngine:
         """Threads and the calling thread pay almost nothing per task: no batching."""
         return BatchSizer(most=1)
 
-    def _recover(self, error: BaseException) -> bool:
-        """Whether `error` is a lost worker that has been replaced, so the task can run again."""
-        return False
+    def _recover(self, error: BaseException) -> Lost | None:
+        """What is known of the lost worker behind `error`, once replaced; None if `error` is no lost worker."""
+        return None
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
         in_flight = self.workers * IN_FLIGHT_PER_WORKER
@@ -148,6 +153,7 @@ class _ForkServerContext(mp_context.ForkServerContext):
 
 START_METHODS = ("auto", "fork", "forkserver")
 _FORK_UNSAFE_MODULES = ("polars",)  # native thread pools with no at-fork handling: a forked child can hang
+_FORK_SAFE_THREADS = ("pipeline-memory-watch",)  # only sleeps and reads /proc: holds no lock a child could inherit
 
 
 def fork_is_safe() -> bool:
@@ -155,7 +161,8 @@ def fork_is_safe() -> bool:
     (another could hold a lock the child inherits) and no runtime loaded whose native threads break in a
     forked child. The native threads numpy and pyarrow start (BLAS, jemalloc, Arrow's pool) re-initialise
     after fork. Forking is what makes start-up instant: the workers inherit every imported module."""
-    return (sys.platform == "linux" and threading.active_count() == 1
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and t.name not in _FORK_SAFE_THREADS]
+    return (sys.platform == "linux" and not others
             and not any(name in sys.modules for name in _FORK_UNSAFE_MODULES))
 
 
@@ -194,6 +201,22 @@ def _warm(executor: Executor, workers: int) -> None:
         pass
 
 
+def packed_submitter(executor: Callable[[], Executor]) -> Submit:
+    """How a batch reaches a pool of worker processes: packed (`_payload`), in one message. One per run: the
+    plan's shared objects are pickled once."""
+    packer = Packer()
+
+    def submit(items: list[tuple[Task, list[Any]]]) -> Future:
+        try:
+            return executor().submit(run_packed_batch, [(packer.pack(t), deps) for t, deps in items])
+        except BrokenProcessPool as exc:  # broke before we noticed: report it like a lost task
+            future: Future = Future()
+            future.set_exception(exc)
+            return future
+
+    return submit
+
+
 class ProcessesEngine(_LocalEngine):
     """A pool of worker processes. `start_method="auto"` forks when `fork_is_safe()` (instant start, the
     driver's imports inherited) and otherwise uses a forkserver preloaded with pandas and pyarrow, which is
@@ -207,11 +230,22 @@ class ProcessesEngine(_LocalEngine):
             raise ConfigError(f"engine.start_method: must be one of {', '.join(START_METHODS)}, not {start_method!r}")
         self.start_method = start_method
         self._warming: threading.Thread | None = None
+        self._watch: MemoryWatch | None = None
 
     def _forking(self) -> bool:
         return self.start_method == "fork" or (self.start_method == "auto" and fork_is_safe())
 
     def _make_executor(self) -> Executor:
+        executor = self._make_pool()
+        if self._watch is None and self.worker_memory is not None:
+            self._watch = MemoryWatch(self.worker_memory, self._worker_pids)
+        return executor
+
+    def _worker_pids(self) -> list[int]:
+        processes = getattr(self._executor, "_processes", None)
+        return list(processes or ())
+
+    def _make_pool(self) -> Executor:
         if self._forking():
             executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
                                            initializer=_worker_init, initargs=(self._threads_each(),))
@@ -248,29 +282,27 @@ class ProcessesEngine(_LocalEngine):
         return super().run(plan, on_done)
 
     def _submitter(self) -> Submit:
-        packer = Packer()  # one per run: the plan's shared objects are pickled once
-
-        def submit(items: list[tuple[Task, list[Any]]]) -> Future:
-            try:
-                return self._executor_ready().submit(run_packed_batch, [(packer.pack(t), deps) for t, deps in items])
-            except BrokenProcessPool as exc:  # broke before we noticed: report it like a lost task
-                future: Future = Future()
-                future.set_exception(exc)
-                return future
-
-        return submit
+        return packed_submitter(self._executor_ready)
 
     def _sizer(self) -> BatchSizer:
         """Each message is a pipe round trip and a wake-up on both sides: tiny tasks share messages."""
         return BatchSizer()
 
-    def _recover(self, error: BaseException) -> bool:
-        """A killed or crashed worker breaks the whole pool: replace it once (the first lost task to report
-        does; the rest find a healthy pool) and let the scheduler resubmit what was in flight."""
+    def _recover(self, error: BaseException) -> Lost | None:
+        """A killed or crashed worker breaks the whole pool, failing every task in flight: which one it was
+        running is not known. Replace the pool once (the first lost task to report does; the rest find a
+        healthy pool); whether the memory watch killed it says why."""
         if not isinstance(error, BrokenProcessPool):
-            return False
+            return None
         broken = self._executor
         if broken is not None and getattr(broken, "_broken", False):
             broken.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        return True
+        over = self._watch is not None and self._watch.took_one()
+        return Lost(exact=False, limit=self.worker_memory if over else None)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
+        super().close()

@@ -28,37 +28,51 @@ import importlib.util
 import ipaddress
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from pipeline.engines import check_options, default_workers
+from pipeline.engines import check_options, default_workers, memory
 from pipeline.engines._payload import Packer, Payload, run_packed_batch
-from pipeline.engines._schedule import BatchSizer, Item, lost_worker, run_plan
+from pipeline.engines._schedule import BatchSizer, Item, Lost, run_plan
 from pipeline.engines.local import DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, children_ignore_sigint
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
 CONNECT_TIMEOUT = 15.0
-OPTIONS = {"retries", "connect_timeout", "log_to_driver"}
+OPTIONS = {"retries", "connect_timeout", "log_to_driver", "worker_memory"}
 AUTH_HINT = (
     "; if the cluster uses token authentication (the default for `ray start --head`), set RAY_AUTH_MODE=token "
     "and give its token in RAY_AUTH_TOKEN, in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token"
 )
 
 
-class _BatchLost(Exception):
-    """A Ray task carrying several of ours lost its worker through all of Ray's retries: the scheduler
-    runs each alone once more, so the one that kills its worker is found and named."""
+class _WorkerLost(Exception):
+    """A Ray task whose worker process died. Ray runs one task at a time in a worker, so the death is known
+    to be this Ray task's (an exact `Lost`); `note` is where a memory guard would have said it was memory."""
+
+    def __init__(self, error: BaseException, note: str) -> None:
+        super().__init__(str(error))
+        self.error, self.note = error, note
 
 
-def _run_marked(payloads: list[Payload], counts: list[int], *dep_values: Any) -> tuple[Any, ...]:
+def _run_marked(payloads: list[Payload], counts: list[int], note: str, limit: int | None, *dep_values: Any) -> tuple[Any, ...]:
     """Run packed tasks in order, each given the next `counts[i]` of `dep_values`. The first return value
-    (seconds taken) is a marker the driver reads for next to nothing; each task's result follows."""
+    (seconds taken) is a marker the driver reads for next to nothing; each task's result follows. Under a
+    memory `limit`, a guard ends this worker over it, first leaving `note` in Ray's key-value store."""
+    if limit is not None:
+        memory.guard(limit, lambda: _internal_kv()._internal_kv_put(note, b"1", overwrite=True))
     values = iter(dep_values)
     results, seconds = run_packed_batch([(p, [next(values) for _ in range(n)]) for p, n in zip(payloads, counts)])
     return (seconds, *results)
+
+
+def _internal_kv() -> Any:
+    from ray.experimental import internal_kv
+
+    return internal_kv
 
 
 class RayEngine:
@@ -70,8 +84,9 @@ class RayEngine:
         check_options("ray", options, OPTIONS)
         self.workers = default_workers(workers)
         self.address = address
-        # Ray's max_retries re-runs a task whose worker died; a stage's own exception is never retried
+        # per task, for lost workers, counted by the shared scheduler; a stage's own exception is never retried
         self.retries = int(options.get("retries", DEFAULT_RETRIES))
+        self.worker_memory = memory.worker_limit(options.get("worker_memory"), self.workers)
         self.connect_timeout = float(options.get("connect_timeout", CONNECT_TIMEOUT))
         self.log_to_driver = bool(options.get("log_to_driver", True))
         self._owns_ray = False
@@ -139,20 +154,34 @@ class RayEngine:
         import ray
 
         packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run
+        run_token = secrets.token_hex(6)
+        limit = self.worker_memory
 
         def submit(items: list[Item]) -> Future:
             key = items[0][0].key
-            marker, *results = remote.options(name=key, num_returns=1 + len(items), max_retries=self.retries).remote(
-                [packer.pack(task) for task, _ in items], [len(refs) for _, refs in items],
+            note = f"pipeline-memory:{run_token}:{key}"
+            # max_retries=0: the shared scheduler retries a task whose worker died, isolating suspects first
+            marker, *results = remote.options(name=key, num_returns=1 + len(items), max_retries=0).remote(
+                [packer.pack(task) for task, _ in items], [len(refs) for _, refs in items], note, limit,
                 *(ref for _, refs in items for ref in refs),
             )
-            return _awaited(ray, marker, results, [task for task, _ in items], 1 + self.retries)
+            return _awaited(ray, marker, results, key, note)
+
+        def recover(error: BaseException) -> Lost | None:
+            if not isinstance(error, _WorkerLost):
+                return None
+            kv = _internal_kv()
+            over = kv._internal_kv_get(error.note) is not None
+            if over:
+                kv._internal_kv_del(error.note)
+            node_lost = isinstance(error.error, ray.exceptions.NodeDiedError)  # every task on it failed at once
+            return Lost(exact=not node_lost, limit=limit if over else None)
 
         cpus = int(ray.cluster_resources().get("CPU", 0)) or self.workers
         # a Ray task costs a round trip to the driver: tiny tasks share one, as on `processes`
         in_flight = IN_FLIGHT_PER_WORKER * cpus
-        recover = lambda error: isinstance(error, _BatchLost)  # noqa: E731 - Ray itself replaced the worker
-        return _get(ray, run_plan(plan, submit, in_flight, on_done, recover, 1, BatchSizer(), inline=False), plan.output)
+        value = run_plan(plan, submit, in_flight, on_done, recover, self.retries, BatchSizer(), inline=False)
+        return _get(ray, value, plan.output)
 
     def close(self) -> None:
         """Shut down Ray only if this engine initialised it (for a cluster: disconnect, never stop it)."""
@@ -185,7 +214,7 @@ def _on_loopback(address: str) -> bool:
         return False
 
 
-def _awaited(ray: Any, marker: Any, results: list[Any], tasks: list[Task], attempts: int) -> Future:
+def _awaited(ray: Any, marker: Any, results: list[Any], key: str, note: str) -> Future:
     """A future of `(results, seconds)` once the Ray task's marker arrives, or of its failure. It is
     running from the start, so the scheduler's clean-up awaits it rather than cancelling it."""
     future: Future = Future()
@@ -200,9 +229,9 @@ def _awaited(ray: Any, marker: Any, results: list[Any], tasks: list[Task], attem
             result.future()
         if isinstance(error, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                                 ray.exceptions.OutOfMemoryError)):
-            future.set_exception(_BatchLost(error) if len(tasks) > 1 else lost_worker(tasks[0], attempts, error))
+            future.set_exception(_WorkerLost(error, note))
         else:
-            future.set_exception(_unwrapped(ray, error, tasks[0].key))
+            future.set_exception(_unwrapped(ray, error, key))
 
     marker.future().add_done_callback(settle)
     return future
