@@ -19,6 +19,7 @@ import cloudpickle
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from pipeline.engines import ENGINES
+from pipeline.engines.memory import parse_size
 from pipeline.errors import ConfigError
 from pipeline.io import FileSource, sink_for
 from pipeline.pipeline import Pipeline
@@ -66,6 +67,17 @@ class EngineConfig(_Section):
     connect_timeout: PositiveFloat | None = None  # seconds to reach a cluster by address
     security: SecurityConfig | None = None
     start_method: Literal["auto", "fork", "forkserver"] | None = None  # processes: how workers start
+    worker_memory: str | PositiveInt | None = None  # "2GB": a worker over it is stopped; default a share of RAM
+
+    @field_validator("worker_memory")
+    @classmethod
+    def _size(cls, size: str | int | None) -> str | int | None:
+        if size is not None:
+            try:
+                parse_size(size)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("engine.worker_memory: ")) from None
+        return size
 
     @field_validator("name")
     @classmethod

@@ -76,3 +76,18 @@ def refuse_more_than(df: pd.DataFrame, rows: int) -> pd.DataFrame:
     if len(df) > rows:
         raise ValueError(f"{len(df)} rows is more than {rows}")
     return df
+
+
+def hog_on(df: pd.DataFrame, bad_id: int, megabytes: int, marker: str = "") -> pd.DataFrame:
+    """On the chunk holding `bad_id`, take and touch `megabytes` of memory, 16 MB at a time (every time, or
+    only the first time when `marker` names a file to remember it by): one skewed chunk among small ones."""
+    import os
+
+    import numpy as np
+
+    if (df["id"] == bad_id).any() and not (marker and os.path.exists(marker)):
+        if marker:
+            open(marker, "w").close()
+        held = [np.ones(2 * 2**20) for _ in range(megabytes // 16)]
+        return df.assign(held=len(held))
+    return df.assign(held=0)

@@ -183,9 +183,13 @@ def lost_worker(task: Task, attempts: int, exc: BaseException, limit: int | None
     if limit is not None:
         return PipelineError(
             f"{where} ran out of memory: worker limit {format_size(limit)}; "
-            f"its worker went over it {attempts} times, running it alone; giving up"
+            f"its worker went over it {_times(attempts)}, running it alone; giving up"
         )
-    return PipelineError(f"a worker process died running {where}, {attempts} times; giving up ({exc})")
+    return PipelineError(f"a worker process died running {where}, {_times(attempts)}; giving up ({exc})")
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
 
 
 def call(task: Task, dep_values: list[Any]) -> Any:
