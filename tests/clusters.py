@@ -6,7 +6,8 @@ that reaches them must have travelled inside the task. Stopping is bounded and l
 the process tree is recorded first, the root is asked to stop, then any survivor is killed by pid, and
 the listening ports are checked to be free again.
 
-Use as session fixtures (`dask_scheduler`, `ray_head`) or as context managers (`dask_cluster`, `ray_cluster`).
+Use as fixtures (`dask_scheduler`, `ray_head` for the session, `ray_client_head` for a module) or as
+context managers (`dask_cluster`, `dask_tls_cluster`, `ray_cluster`, `ray_head_cluster`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,8 +206,60 @@ def dask_cluster(root: Path, workers: int = 2) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def dask_tls_cluster(root: Path, certs: Mapping[str, Path | str], workers: int = 2) -> Iterator[str]:
+    """As `dask_cluster`, but every connection is TLS with mutual authentication; yields the tls:// address.
+
+    `certs` holds `ca_file` (the CA both sides trust), `cert_file` and `key_file` (the certificate and key
+    the scheduler and workers present, also used by workers and here as clients of the scheduler)."""
+    import distributed
+    from distributed.security import Security
+
+    port = free_port()
+    address = f"tls://{HOST}:{port}"
+    env = clean_env()
+    tls = ["--tls-ca-file", str(certs["ca_file"]), "--tls-cert", str(certs["cert_file"]),
+           "--tls-key", str(certs["key_file"])]
+    services = [start("scheduler", [str(BIN / "dask"), "scheduler", "--protocol", "tls", "--host", HOST,
+                                    "--port", str(port), "--no-dashboard", "--dashboard-address", f"{HOST}:0", *tls],
+                      root, env, [port])]
+    try:
+        wait_until(lambda: port_open(port), services, "scheduler listening")
+        for i in range(workers):
+            args = [str(BIN / "dask"), "worker", address, "--protocol", "tls", "--host", HOST, "--nworkers", "1",
+                    "--nthreads", "1", "--no-dashboard", "--dashboard-address", f"{HOST}:0", "--death-timeout", "60",
+                    "--name", f"worker-{i}", "--local-directory", str(root / f"worker-{i}"), *tls]
+            services.append(start(f"worker-{i}", args, root, env))
+        security = Security(tls_ca_file=str(certs["ca_file"]), tls_client_cert=str(certs["cert_file"]),
+                            tls_client_key=str(certs["key_file"]), require_encryption=True)
+        with distributed.Client(address, timeout=30, security=security, set_as_default=False) as client:
+            client.wait_for_workers(workers, timeout=START_TIMEOUT)
+        yield address
+    finally:
+        stop_all(services)
+
+
+@dataclass(frozen=True)
+class RayHead:
+    """A Ray head's addresses: its GCS (HOST:PORT, for a driver on the cluster) and its Ray Client server."""
+
+    address: str
+    client_port: int
+
+    @property
+    def client_address(self) -> str:
+        return f"ray://{HOST}:{self.client_port}"
+
+
+@contextlib.contextmanager
 def ray_cluster(root: Path, token: str, cpus: int = 2) -> Iterator[str]:
-    """`ray start --head --block` with token authentication on; yields the GCS address (HOST:PORT).
+    """`ray start --head --block` with token authentication on; yields the GCS address (HOST:PORT)."""
+    with ray_head_cluster(root, token, cpus) as head:
+        yield head.address
+
+
+@contextlib.contextmanager
+def ray_head_cluster(root: Path, token: str, cpus: int = 2) -> Iterator[RayHead]:
+    """`ray start --head --block` with token authentication on; yields its GCS and Ray Client addresses.
 
     Ray's session files go to a short temp dir (its socket paths must fit in 107 bytes), removed after."""
     port, client_port, agent_port, *metrics = free_ports(5)
@@ -217,12 +270,17 @@ def ray_cluster(root: Path, token: str, cpus: int = 2) -> Iterator[str]:
             "--temp-dir", temp_dir]
     # Two metrics ports are fixed by default (44217, 44227): give them free ones so a Ray already running
     # on this machine (another test's, or someone's own) cannot collide with this head.
-    env = clean_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token,
+    # gRPC's fork handlers off: the Ray Client server forks (then execs) a server per client while its gRPC
+    # threads are busy, and with the handlers on, the child restarts gRPC threads before the exec, which
+    # can crash it (SIGSEGV): "Starting Ray client server failed" for about one first connection in three.
+    env = clean_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, GRPC_ENABLE_FORK_SUPPORT="0",
                     AUTOSCALER_METRIC_PORT=str(metrics[0]), DASHBOARD_METRIC_PORT=str(metrics[1]))
     services = [start("ray-head", args, root, env, [port, client_port, agent_port, *metrics])]
     try:
         wait_until(lambda: "Ray runtime started" in services[0].output(), services, "'Ray runtime started'")
-        yield f"{HOST}:{port}"
+        # the Ray Client server starts in the background: it may not listen yet when the head says it started
+        wait_until(lambda: port_open(client_port), services, "Ray Client server listening")
+        yield RayHead(f"{HOST}:{port}", client_port)
     finally:
         try:
             stop_all(services)
@@ -275,3 +333,10 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory, ray_auth: str) -> Iterato
     """Address of a real Ray head (2 CPUs, token authentication), for the whole session."""
     with ray_cluster(tmp_path_factory.mktemp("ray-cluster"), ray_auth) as address:
         yield address
+
+
+@pytest.fixture(scope="module")
+def ray_client_head(tmp_path_factory: pytest.TempPathFactory, ray_auth: str) -> Iterator[RayHead]:
+    """A real Ray head (2 CPUs, token authentication) and its Ray Client server, for one test module."""
+    with ray_head_cluster(tmp_path_factory.mktemp("ray-client-cluster"), ray_auth) as head:
+        yield head
