@@ -23,7 +23,7 @@ def parts(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.mark.parametrize("engine_name", ["processes", "dask", "ray"])
+@pytest.mark.parametrize("engine_name", ["processes", "joblib", "dask", "ray"])
 def test_killed_worker_is_retried_and_output_is_exact(dataset: Path, tmp_path: Path, engine_name: str):
     source = FileSource(str(dataset), chunk_rows=500)
     clean = Pipeline().then(userstages.add_speed)
@@ -41,10 +41,10 @@ def test_killed_worker_is_retried_and_output_is_exact(dataset: Path, tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "killed", "out"]
 
 
-@pytest.mark.parametrize("engine_name", ["processes", "ray"])
+@pytest.mark.parametrize("engine_name", ["processes", "joblib", "dask", "ray"])
 def test_worker_that_keeps_crashing_is_named_after_the_retries(dataset: Path, tmp_path: Path, engine_name: str):
     """Twelve quick chunks, so tiny tasks share messages: the one chunk that crashes its worker is still the
-    one named, with its file, after the retries."""
+    one named, with its file, after `retries` + 1 deaths while running alone, on every engine with workers."""
     crashing = Pipeline().then(userstages.segfault_on, bad_id=5222)
     with get_engine(engine_name, workers=2, retries=2) as engine, pytest.raises(PipelineError) as caught:
         crashing.run(FileSource(str(dataset), chunk_rows=500), str(tmp_path / "out"), engine)
