@@ -164,9 +164,9 @@ class DaskEngine:
         return client
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
-        """Submit each task once its dependencies have finished, through the scheduler every engine shares
-        (so a lost worker is blamed and retried by the same rule); dependencies go as futures, and only the
-        output's value is gathered."""
+        """Submit tasks once their dependencies have finished, through the scheduler every engine shares, so
+        a lost worker is blamed and retried by the same rule. Each task's small result comes back as it
+        finishes (see the module docstring) and goes to its dependents with them."""
         client = self._connect()
         run_token = secrets.token_hex(6)  # two runs on one cluster must not share keys
         packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run

@@ -20,6 +20,11 @@ seconds taken, or the failure) and then each task's real result, which only depe
 is never cancelled: `ray.cancel` on a task whose reply is arriving aborts the driver inside Ray, so a failed
 or interrupted run starts no more tasks and lets the few in flight finish. Tasks travel as cloudpickle bytes
 (`_payload.Packer`), since Ray's serializer does not honour modules registered by value for nested objects.
+
+Ray never re-runs a task itself (`max_retries=0`): a worker runs one Ray task at a time, so a worker's
+death is blamed exactly on the Ray task it ran, and the shared scheduler counts the attempts and isolates
+the batch-mates of a task that died. Under `worker_memory`, a guard in each worker (`memory.guard`) ends a
+worker over the limit, leaving a note in Ray's key-value store so the death is reported as memory.
 """
 
 from __future__ import annotations
@@ -86,7 +91,9 @@ class RayEngine:
         self.address = address
         # per task, for lost workers, counted by the shared scheduler; a stage's own exception is never retried
         self.retries = int(options.get("retries", DEFAULT_RETRIES))
-        self.worker_memory = memory.worker_limit(options.get("worker_memory"), self.workers)
+        # the default share is of this machine: a cluster by address is held to a limit only when one is given
+        given = options.get("worker_memory")
+        self.worker_memory = memory.worker_limit(given, self.workers) if given or address is None else None
         self.connect_timeout = float(options.get("connect_timeout", CONNECT_TIMEOUT))
         self.log_to_driver = bool(options.get("log_to_driver", True))
         self._owns_ray = False
