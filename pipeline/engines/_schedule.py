@@ -1,4 +1,4 @@
-"""The scheduler the local engines and Ray share: a dependency-driven loop over `Executor.submit`.
+"""The scheduler every engine with workers shares: a dependency-driven loop over `Executor.submit`.
 
 State: `waiting` (tasks with unfinished dependencies), a ready heap, the batches in flight, and the
 results not yet consumed. A task is submitted once all its dependencies have results; its `Ref`
@@ -46,7 +46,7 @@ class Lost:
     limit: int | None = None  # the worker was stopped for going over this memory limit, in bytes
 
 
-Recover = Callable[[BaseException], "Lost | None"]  # None: not a lost worker, the error is final
+Recover = Callable[[BaseException], Lost | None]  # None: not a lost worker, the error is final
 
 
 class BatchSizer:

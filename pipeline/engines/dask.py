@@ -38,6 +38,7 @@ import dask
 import distributed
 from distributed.scheduler import KilledWorker
 from distributed.core import Status
+from distributed.deploy.cluster import Cluster
 from distributed.security import Security
 
 from pipeline.engines import check_options, default_workers
@@ -68,6 +69,15 @@ def _not_compute_failed(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Compute Failed")
 
 
+class _PrivateCluster(distributed.LocalCluster):
+    """The private cluster: its nannies restart their workers for as long as it runs. A `LocalCluster` closes
+    a worker's nanny for good when that worker has been gone `lost-worker-timeout` (15 s) after any removal,
+    which a chunk that kills every worker it lands on makes likely; the cluster would shrink with each one."""
+
+    def _update_worker_status(self, op: str, msg: Any) -> None:
+        Cluster._update_worker_status(self, op, msg)  # the bookkeeping, without that timer
+
+
 class DaskEngine:
     """Runs plans on a Dask cluster: a private local one, or one reached by `address` or `client`."""
 
@@ -85,7 +95,7 @@ class DaskEngine:
         self._restarts: _MemoryRestarts | None = None
         self._client: distributed.Client | None = options.get("client")
         self._owns_client = self._client is None
-        self._cluster: distributed.LocalCluster | None = None
+        self._cluster: _PrivateCluster | None = None
         if self._client is not None and address is not None:
             raise ConfigError("engine: give the dask engine an address or a client, not both")
 
@@ -148,7 +158,7 @@ class DaskEngine:
         # attempts, as on every engine; the nanny stops a worker over its memory limit.
         self._worker_memory = worker_limit(self.worker_memory, self.workers)
         with _main_hidden(), children_ignore_sigint(), dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-            self._cluster = distributed.LocalCluster(
+            self._cluster = _PrivateCluster(
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
@@ -179,9 +189,9 @@ class DaskEngine:
             return _awaited(client.submit(run_packed_batch, batch, key=key, pure=False), first)
 
         def recover(error: BaseException) -> Lost | None:
-            if not isinstance(error, KilledWorker):
+            if not isinstance(error, (KilledWorker, _ResultLost)):
                 return None
-            over = self._restarts is not None and self._restarts.seen(error)
+            over = isinstance(error, KilledWorker) and self._restarts is not None and self._restarts.seen(error)
             self._await_workers(client)
             return Lost(exact=False, limit=self._worker_memory if over else None)
 
@@ -190,18 +200,14 @@ class DaskEngine:
         return run_plan(plan, submit, in_flight, on_done, recover, self.retries, BatchSizer())
 
     def _await_workers(self, client: distributed.Client) -> None:
-        """After a worker died, wait (bounded) until a worker is ready to take a suspect, and repair the
-        private cluster if need be: Dask drops a worker for good when it dies in the moment between
-        registering and its nanny's hand-shake, which a task that kills every worker it lands on does again
-        and again. A suspect does not wait for every worker: it runs alone anyway."""
+        """After a worker died, wait (bounded) until a worker is ready to take a suspect: on the private
+        cluster, one whose nanny has finished restarting it. A suspect does not wait for every worker: it
+        runs alone anyway."""
         deadline = time.monotonic() + RESTART_WAIT
         while time.monotonic() < deadline:
-            cluster = self._cluster
-            if cluster is not None and len(cluster.workers) < self.workers:
-                cluster.scale(self.workers)
-            nannies = list(cluster.workers.values()) if cluster is not None else []
+            nannies = list(self._cluster.workers.values()) if self._cluster is not None else []
             ready = any(getattr(getattr(n, "process", None), "status", None) == Status.running for n in nannies)
-            if (ready or cluster is None) and client.nthreads():
+            if (ready or self._cluster is None) and client.nthreads():
                 return
             time.sleep(0.05)
 
@@ -219,6 +225,10 @@ class DaskEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _ResultLost(Exception):
+    """A task's result was lost with a worker before it could be fetched: a lost worker, like `KilledWorker`."""
 
 
 def _awaited(future: distributed.Future, key: str) -> Future:
@@ -241,8 +251,8 @@ def _awaited(future: distributed.Future, key: str) -> Future:
             error = exc
         finally:
             done.release()
-        if error is None:
-            error = PipelineError(f"Dask reports task {key} as {done.status} (was the scheduler restarted?)")
+        if error is None or done.status in ("lost", "cancelled"):  # its result went with a worker
+            error = _ResultLost(f"Dask reports task {key} as {done.status}")
         settled.set_exception(error)
 
     future.add_done_callback(settle)
