@@ -84,7 +84,7 @@ class MemoryWatch:
 
     def __init__(self, limit: int, pids: Callable[[], Iterable[int]], interval: float = POLL_SECONDS) -> None:
         self.limit, self._pids, self._interval = limit, pids, interval
-        self._killed: set[int] = set()
+        self._killed = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="pipeline-memory-watch", daemon=True)
@@ -96,7 +96,7 @@ class MemoryWatch:
                 used = rss(pid)
                 if used is not None and used > self.limit:
                     with self._lock:
-                        self._killed.add(pid)
+                        self._killed = True
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
@@ -105,7 +105,7 @@ class MemoryWatch:
     def took_one(self) -> bool:
         """Whether this watch killed a worker since it was last asked."""
         with self._lock:
-            killed, self._killed = bool(self._killed), set()
+            killed, self._killed = self._killed, False
         return killed
 
     def stop(self) -> None:
@@ -113,30 +113,34 @@ class MemoryWatch:
         self._thread.join()
 
 
-_guarded: dict[str, object] = {}
+class _Guard:
+    """This worker process's own watch (see `guard`): one thread, whose limit and note the latest task sets."""
 
+    def __init__(self, limit: int, note: Callable[[], None]) -> None:
+        self.limit, self.note = limit, note
+        threading.Thread(target=self._watch, name="pipeline-memory-guard", daemon=True).start()
 
-def guard(limit: int, note: Callable[[], None]) -> None:
-    """In a worker process: once, start a thread that calls `note()` and ends this process the moment its
-    RSS goes over `limit`. (A Python thread: it runs whenever the task releases the GIL, as pandas, numpy
-    and Arrow do in their heavy loops, and at least every switch interval otherwise.)"""
-    if _guarded.get("limit") == limit:
-        _guarded["note"] = note
-        return
-    _guarded.update(limit=limit, note=note)
-    if "thread" in _guarded:
-        return
-
-    def watch() -> None:
+    def _watch(self) -> None:
         pid = os.getpid()
         while True:
             time.sleep(POLL_SECONDS)
             used = rss(pid)
-            if used is not None and used > int(_guarded["limit"]):  # type: ignore[call-overload]
+            if used is not None and used > self.limit:
                 try:
-                    _guarded["note"]()  # type: ignore[operator]
+                    self.note()
                 finally:
                     os.kill(pid, signal.SIGKILL)
 
-    _guarded["thread"] = threading.Thread(target=watch, name="pipeline-memory-guard", daemon=True)
-    _guarded["thread"].start()  # type: ignore[attr-defined]
+
+_guard: _Guard | None = None
+
+
+def guard(limit: int, note: Callable[[], None]) -> None:
+    """In a worker process: have a thread call `note()` and end this process the moment its RSS goes over
+    `limit` (started once; each task gives its own note). A Python thread runs whenever the task releases
+    the GIL, as pandas, numpy and Arrow do in their heavy loops, and at least every switch interval
+    otherwise."""
+    global _guard
+    if _guard is None:
+        _guard = _Guard(limit, note)
+    _guard.limit, _guard.note = limit, note
