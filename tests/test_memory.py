@@ -4,12 +4,15 @@ chunk that keeps going over it stops the run, named with its input and the limit
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import cloudpickle
 import pandas as pd
 import pytest
 
+import spawned
 import userstages
 from pipeline import FileSource, Pipeline, PipelineError
 from pipeline.engines import get_engine
@@ -61,3 +64,30 @@ def test_a_worker_over_the_limit_once_is_replaced_and_the_output_is_exact(
     for name in clean:
         if name.endswith(".parquet"):
             pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / name), pd.read_parquet(tmp_path / "clean" / name))
+
+
+def test_the_command_takes_the_limit_from_set_and_reports_one_line(dataset: Path, tmp_path: Path):
+    shutil.copy(Path(userstages.__file__), tmp_path / "userstages.py")  # the user's module, next to the config
+    (tmp_path / "job.toml").write_text(f"""
+[source]
+path = "{dataset}"
+chunk_rows = 500
+[[stages]]
+name = "explode"
+uses = "userstages:hog_on"
+params = {{ bad_id = 4100, megabytes = {HOG_MB} }}
+[sink]
+path = "out"
+[engine]
+workers = 2
+""")
+    run = [str(Path(sys.executable).parent / "pipeline"), "run", "job.toml", "--quiet"]
+    over = spawned.run([*run, "--set", f"engine.worker_memory={LIMIT}"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert over.returncode == 1 and over.stderr.count("\n") == 1, over.stderr
+    assert "chunk 8 (input" in over.stderr and "ran out of memory: worker limit 700 MB" in over.stderr
+    assert "Traceback" not in over.stderr and not (tmp_path / "out").exists()
+    bad = spawned.run([*run, "--set", "engine.worker_memory=lots"], cwd=tmp_path, capture_output=True, text=True,
+                      timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "job.toml: engine.worker_memory: expected a size like '2GB'" in bad.stderr
