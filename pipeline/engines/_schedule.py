@@ -134,7 +134,7 @@ def run_plan(
             key = batch[0][0]
             attempts[key] = attempts.get(key, 0) + 1
             if attempts[key] > retries:
-                raise lost_worker(plan.tasks[key], attempts[key], exc, what.limit) from None
+                raise lost_worker(plan.tasks[key], attempts[key], what.limit) from None
         suspects.extend(batch)
 
     try:
@@ -174,9 +174,10 @@ def run_plan(
     return results[plan.output]
 
 
-def lost_worker(task: Task, attempts: int, exc: BaseException, limit: int | None = None) -> PipelineError:
+def lost_worker(task: Task, attempts: int, limit: int | None = None) -> PipelineError:
     """The error for a task that killed its worker, alone, every time it ran: the task, its chunk and input,
-    how many times, and the memory limit when that is what stopped the worker."""
+    how many times, and the memory limit when that is what stopped the worker. The same words on every
+    engine: what each engine says of a dead worker is its own and rarely more than that."""
     where = f"{task.label}" + (f" on chunk {task.chunk}" if task.chunk is not None else "")
     if task.source:
         where += f" (input {task.source})"
@@ -185,7 +186,7 @@ def lost_worker(task: Task, attempts: int, exc: BaseException, limit: int | None
             f"{where} ran out of memory: worker limit {format_size(limit)}; "
             f"its worker went over it {_times(attempts)}, running it alone; giving up"
         )
-    return PipelineError(f"a worker process died running {where}, {_times(attempts)}; giving up ({exc})")
+    return PipelineError(f"a worker process died running {where}, {_times(attempts)}, running it alone; giving up")
 
 
 def _times(count: int) -> str:
