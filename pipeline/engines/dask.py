@@ -26,7 +26,6 @@ import ipaddress
 import logging
 import os
 import secrets
-import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -50,7 +49,6 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
 
 CONNECT_TIMEOUT = 10.0
-MEMORY_EVENT_WAIT = 0.5
 RESTART_WAIT = 60.0  # seconds a lost worker may take to be back before suspects run on what is left
 SECURITY_KEYS = {"ca_file", "cert_file", "key_file", "require_encryption"}
 OPTIONS = {"security", "retries", "connect_timeout", "client", "worker_memory"}
@@ -92,7 +90,6 @@ class DaskEngine:
         self.retries = int(options.get("retries", DEFAULT_RETRIES))
         self.worker_memory = options.get("worker_memory")  # the private cluster's nanny limit
         self._worker_memory: int | None = None  # in force: only the private cluster's is known here
-        self._restarts: _MemoryRestarts | None = None
         self._client: distributed.Client | None = options.get("client")
         self._owns_client = self._client is None
         self._cluster: _PrivateCluster | None = None
@@ -170,7 +167,6 @@ class DaskEngine:
             )
         client = distributed.Client(self._cluster, set_as_default=False)
         client.register_plugin(_QuietFailures(), name="pipeline-quiet-failures")
-        self._restarts = _MemoryRestarts(client)
         return client
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
@@ -191,7 +187,8 @@ class DaskEngine:
         def recover(error: BaseException) -> Lost | None:
             if not isinstance(error, (KilledWorker, _ResultLost)):
                 return None
-            over = isinstance(error, KilledWorker) and self._restarts is not None and self._restarts.seen(error)
+            cluster = self._cluster
+            over = isinstance(error, KilledWorker) and cluster is not None and _stopped_for_memory(cluster, error)
             self._await_workers(client)
             return Lost(exact=False, limit=self._worker_memory if over else None)
 
@@ -259,25 +256,14 @@ def _awaited(future: distributed.Future, key: str) -> Future:
     return settled
 
 
-class _MemoryRestarts:
-    """The workers the nanny restarted for going over their memory limit, as the scheduler announces them.
-    The nanny reports just before it stops the worker, on another connection than the one whose loss fails
-    the task, so the report may arrive a moment after the failure: `seen` waits for it, briefly."""
-
-    def __init__(self, client: distributed.Client) -> None:
-        self._workers: set[str] = set()
-        self._arrived = threading.Condition()
-        client.subscribe_topic("worker-restart-memory", self._record)
-
-    def _record(self, event: tuple[float, dict[str, Any]]) -> None:
-        with self._arrived:
-            self._workers.add(event[1].get("worker", ""))
-            self._arrived.notify_all()
-
-    def seen(self, error: KilledWorker, wait: float = MEMORY_EVENT_WAIT) -> bool:
-        address = getattr(error.last_worker, "address", None)
-        with self._arrived:
-            return self._arrived.wait_for(lambda: address in self._workers, timeout=wait)
+def _stopped_for_memory(cluster: _PrivateCluster, error: KilledWorker) -> bool:
+    """Whether the dead worker that `error` names was stopped by its nanny for going over its memory limit.
+    The private cluster's nannies live in this process and record the pid they stop before stopping it, so
+    this is known at once (the nanny's report to the scheduler travels on another connection and can come
+    after the task's failure)."""
+    pid = getattr(error.last_worker, "pid", None)
+    stopped = (getattr(getattr(n, "memory_manager", None), "_last_terminated_pid", None) for n in cluster.workers.values())
+    return pid is not None and pid in stopped
 
 
 def _security(options: Mapping[str, Any] | None) -> Security | None:
