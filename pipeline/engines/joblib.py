@@ -85,14 +85,15 @@ class JoblibEngine:
                     last_use[dep] = number
         results: dict[str, Any] = {}
         packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run
-        for number, level in enumerate(grouped):
-            calls = (joblib.delayed(run_packed)(packer.pack(t), *(results[d] for d in t.deps)) for t in level)
-            for task, value in zip(level, self._parallel()(calls)):
-                results[task.key] = value
-                if on_done:
-                    on_done(task)
-            for key in [k for k in results if last_use[k] == number]:
-                del results[key]
+        with self._parallel() as parallel:
+            for number, level in enumerate(grouped):
+                calls = (joblib.delayed(run_packed)(packer.pack(t), *(results[d] for d in t.deps)) for t in level)
+                for task, value in zip(level, parallel(calls)):
+                    results[task.key] = value
+                    if on_done:
+                        on_done(task)
+                for key in [k for k in results if last_use[k] == number]:
+                    del results[key]
         return results[plan.output]
 
     def _parallel(self) -> joblib.Parallel:
