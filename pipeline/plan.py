@@ -59,6 +59,7 @@ class Plan:
     tasks: dict[str, Task]
     output: str
     stages: tuple[Stage, ...] = field(default=())
+    notes: tuple[str, ...] = ()  # a graph's datasets, one line each, for `describe`
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -68,7 +69,7 @@ class Plan:
 
     def describe(self) -> str:
         """A readable summary: tasks per kind (each a fused chain), then the reduction tree."""
-        lines = [f"{len(self.tasks)} tasks"]
+        lines = [*self.notes, f"{len(self.tasks)} tasks"]
         for label, count in Counter(t.label for t in self).items():
             lines.append(f"  {count:>6} × {label}")
         if "finalize" in self.tasks:
@@ -113,6 +114,21 @@ def project(source: Source, stages: tuple[Stage, ...]) -> Source:
     return replace(source, columns=[name for name in schema.names if name in needed])
 
 
+def add_tree(graph: dict[str, Task], reducer: Stage, layer: list[str], fan_in: int, prefix: str = "") -> str:
+    """Add the combine tasks that merge the partials `layer` (in order), `fan_in` at a time; returns the
+    key of the root (the one partial left)."""
+    level = 1
+    while len(layer) > 1:
+        next_layer = []
+        for j in range(0, len(layer), fan_in):
+            key = f"{prefix}combine-{level}-{j // fan_in:05d}"
+            refs = tuple(Ref(k) for k in layer[j : j + fan_in])
+            graph[key] = Task(key, tasks.combine, (reducer, *refs), f"{reducer.name}:combine")
+            next_layer.append(key)
+        level, layer = level + 1, next_layer
+    return layer[0]
+
+
 def compile_plan(
     stages: tuple[Stage, ...],
     source: Source,
@@ -142,17 +158,9 @@ def compile_plan(
         else:
             graph[key] = Task(key, run, (source, chunk, before, last, checkpoint), label, chunk.index, chunk.label)
     if reducer is not None:
-        level, layer = 1, list(graph)
-        while len(layer) > 1:
-            next_layer = []
-            for j in range(0, len(layer), fan_in):
-                key = f"combine-{level}-{j // fan_in:05d}"
-                refs = tuple(Ref(k) for k in layer[j : j + fan_in])
-                graph[key] = Task(key, tasks.combine, (reducer, *refs), f"{reducer.name}:combine")
-                next_layer.append(key)
-            level, layer = level + 1, next_layer
+        root = add_tree(graph, reducer, list(graph), fan_in)
         tail = "+".join([f"{reducer.name}:finalize", *(s.name for s in after), "write"])
-        graph["finalize"] = Task("finalize", tasks.finalize, (reducer, after, sink, Ref(layer[0])), tail)
+        graph["finalize"] = Task("finalize", tasks.finalize, (reducer, after, sink, Ref(root)), tail)
     receipts = tuple(Ref(k) for k in graph if k.startswith("chunk-")) if reducer is None else (Ref("finalize"),)
     skipped = tuple(getattr(source, "skipped", ()))
     in_driver = getattr(sink, "in_driver", False)  # an in-memory result ends in the driver anyway

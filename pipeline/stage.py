@@ -1,8 +1,9 @@
 """A stage: one user function with its parameters, named, as a frozen record the plan can carry.
 
-A stage is either *per-chunk* (`fn(df, **params) -> df`, run on each chunk independently) or a
-*reduction* (its function carries a `reduction` factory, see `pipeline.reduction`), which the planner
-computes as per-chunk partials combined in a tree.
+A stage is *per-chunk* (`fn(df, **params) -> df`, run on each chunk independently), a *reduction* (its
+function carries a `reduction` factory, see `pipeline.reduction`), which the planner computes as per-chunk
+partials combined in a tree, or an *exchange* stage (its function carries an `exchange` factory, see
+`pipeline.shuffle`): rows are first partitioned by key, then the function runs on each whole partition.
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ class Stage:
         return self.fn.reduction(**self.params)
 
     @property
+    def is_exchange(self) -> bool:
+        """Whether the stage needs rows brought together by key first (see `pipeline.shuffle`)."""
+        return callable(getattr(self.fn, "exchange", None))
+
+    def exchange(self) -> Any:
+        """The `Exchange` (how rows are partitioned) this stage needs, for its params."""
+        return self.fn.exchange(**self.params)
+
+    @property
     def batch(self) -> str:
         """The batch format the function takes and returns (see `declare`)."""
         return getattr(self.fn, "batch", "pandas")
@@ -76,6 +86,8 @@ class Stage:
         signature.bind(None, **self.params)
         if self.is_reduction:
             self.reduction()
+        if self.is_exchange:
+            self.exchange()
 
 
 def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence[str]] | None = None):

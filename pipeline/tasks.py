@@ -76,15 +76,23 @@ def _chunk(source: Source, chunk: Chunk, stages: Sequence[Stage]) -> tuple[Batch
 
 
 def write_chunk(
-    source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink, checkpoint: Checkpoint | None = None
+    source: Source, chunk: Chunk, stages: Sequence[Stage], sink: Sink, checkpoint: Checkpoint | None = None,
+    *after: Any,
 ) -> Receipt:
-    """Read one chunk, run the fused per-chunk stages, write the part to staging."""
-    batch, stats, skipped = _naming_the_file(chunk, lambda c: _data(source, c, stages))
+    """Read one chunk, run the fused per-chunk stages, write the part to staging. `after`: the results of
+    tasks that had to finish first (a part made by an exchange or a reduction), unused here."""
+    batch, stats, skipped = read_part(source, chunk, stages)
     receipt = _write(sink, batch, chunk.index, chunk.label, stats)
     receipt.skipped = skipped
     if checkpoint is not None:
         checkpoint.save(receipt)
     return receipt
+
+
+def read_part(source: Source, chunk: Chunk, stages: Sequence[Stage]) -> tuple[Batch, Stats, list[list[str]]]:
+    """A part as data after its fused stages: (batch, counters, [file, why] skipped), a failing stage
+    named with the one file it fails on."""
+    return _naming_the_file(chunk, lambda c: _data(source, c, stages))
 
 
 def _data(source: Source, chunk: Chunk, stages: Sequence[Stage]) -> tuple[Batch, Stats, list[list[str]]]:
@@ -126,7 +134,8 @@ def _write(sink: Sink, batch: Batch, chunk: int | None, source: str, stats: Stat
 
 
 def partial_chunk(
-    source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage, checkpoint: Checkpoint | None = None
+    source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage, checkpoint: Checkpoint | None = None,
+    *after: Any,
 ) -> Partial:
     """Read one chunk, run the fused per-chunk stages, reduce it to the reducer's partial."""
     partial = _naming_the_file(chunk, lambda c: _partial(source, c, stages, reducer))
@@ -181,3 +190,20 @@ def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial) 
 def commit(sink: Sink, skipped: Sequence[Sequence[str]], *receipts: Receipt) -> Manifest:
     """Make every part visible at once and write the manifest (listing input files left out)."""
     return sink.commit(list(receipts), [list(s) for s in skipped])
+
+
+def barrier(*done: Any) -> int:
+    """Wait for tasks (an exchange's maps, a broadcast side's parts) so their readers need one dependency,
+    not one per task; returns how many there were."""
+    return len(done)
+
+
+def commit_all(sinks: Sequence[Sink], counts: Sequence[int], skipped: Sequence[Sequence[str]],
+               *receipts: Receipt) -> dict[str, Manifest]:
+    """Commit several outputs, each atomically, once every one of them is written: `counts[i]` of the
+    receipts belong to `sinks[i]`, in order. Returns each output's manifest by path."""
+    manifests, start = {}, 0
+    for sink, count in zip(sinks, counts):
+        manifests[sink.path] = sink.commit(list(receipts[start : start + count]), [list(s) for s in skipped])
+        start += count
+    return manifests

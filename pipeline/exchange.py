@@ -1,0 +1,325 @@
+"""The data side of a shuffle ("exchange"): map tasks split their chunk by partition into one Arrow IPC file
+each, reduce tasks read one partition back from every map file. Files sit at the boundary so any engine
+(threads, processes, a cluster) can run either side, a retried map task just rewrites its file, and a reduce
+task touches only its own rows (the files are memory-mapped). Partition ids depend only on key values, never
+on the process or its hash seed.
+
+    map task 0: chunk 0 -> hash/range_partitions -> write_map_output -> exchange/map-0.arrow --+
+    map task 1: chunk 1 -> hash/range_partitions -> write_map_output -> exchange/map-1.arrow --+
+                                                                                               |
+    reduce task 2: read_partition([map-0, map-1], 2) <-----------------------------------------+
+                   (partition 2 of map-0, then of map-1, each in row order)
+
+    exchange/map-0.arrow
+    +------------------------------------------------------+
+    | schema metadata {"exchange.batches": [0, 2, 2, 3]}   |
+    | batch 0, batch 1   partition 0, rows in input order  |
+    | (no batch)         partition 1                       |
+    | batch 2            partition 2                       |
+    +------------------------------------------------------+
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+BATCH_ROWS = 65_536  # a reader can go through a big partition in pieces of at most this many rows...
+BATCH_BYTES = 4 * 1024**2  # ...or about this many bytes
+# times to microseconds, dates to days: (multiply by, then divide by)
+_COMMON_UNIT = {"s": (10**6, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000), None: (1, 1), "date64": (1, 86400000)}
+INDEX_KEY = b"exchange.batches"  # schema metadata: first batch of each partition, then the batch count
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass
+class MapOutput:
+    """What a map task hands back: small, so it travels cheaply to the planner."""
+
+    path: str
+    rows: list[int]  # rows per partition
+    bytes: list[int]  # approximate bytes per partition
+
+
+# ---- hash partitioning -------------------------------------------------------------------------------------
+
+
+def hash_partitions(
+    table: pa.Table, keys: Sequence[str], n: int, as_types: Sequence[pa.DataType | None] | None = None
+) -> np.ndarray:
+    """Partition id (0..n-1) of each row, equal for equal keys in any process and across tables whose key
+    columns differ only in int width/signedness, int vs integral float, string kind or dictionary encoding,
+    timestamp unit, or decimal precision. `as_types` casts keys first, for the planner to give both sides of
+    a join one key type. A row with a null (or NaN) key goes to partition 0.
+
+    >>> hash_partitions(pa.table({"k": [5, None]}), ["k"], 4)[1]
+    np.int64(0)
+    """
+    combined = np.zeros(table.num_rows, dtype=np.uint64)
+    null = np.zeros(table.num_rows, dtype=bool)
+    for i, key in enumerate(keys):
+        column = table[key] if as_types is None or as_types[i] is None else pc.cast(table[key], as_types[i])
+        parts = [_hash_array(chunk) for chunk in column.chunks]  # chunks may carry different dictionaries
+        if parts:
+            combined = combined * _MIX + np.concatenate([hashes for hashes, _ in parts])
+            null |= np.concatenate([nulls for _, nulls in parts])
+    ids = (combined % np.uint64(n)).astype(np.int64)
+    ids[null] = 0
+    return ids
+
+
+def _hash_array(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(uint64 hash, null mask) per value, the hash from a canonical form so allowed type variants agree."""
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        return _spread(*_hash_array(array.dictionary), array.indices)
+    if _is_text(kind):  # only the distinct values become Python objects
+        encoded = pc.dictionary_encode(_plain_text(array))
+        values = encoded.dictionary.to_numpy(zero_copy_only=False)
+        return _spread(pd.util.hash_array(values, categorize=False), np.zeros(len(values), bool), encoded.indices)
+    null = array.is_null(nan_is_null=True).to_numpy(zero_copy_only=False)
+    if pa.types.is_null(kind):
+        return np.zeros(len(array), dtype=np.uint64), null
+    if pa.types.is_decimal(kind):
+        return _hash_decimal(array), null
+    return pd.util.hash_array(_canonical_int64(array)), null
+
+
+def _spread(hashes: np.ndarray, nulls: np.ndarray, indices: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of dictionary values handed to the rows that point at them (a null index points past the end)."""
+    positions = indices.cast(pa.int64()).fill_null(len(hashes)).to_numpy()
+    return np.append(hashes, np.uint64(0))[positions], np.append(nulls, True)[positions]
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return any(
+        test(kind)
+        for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary,
+                     pa.types.is_large_binary, pa.types.is_binary_view)
+    )
+
+
+def _plain_text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """View types as their large kin: not every kernel takes views."""
+    if pa.types.is_string_view(array.type):
+        return array.cast(pa.large_string())
+    return array.cast(pa.large_binary()) if pa.types.is_binary_view(array.type) else array
+
+
+def _canonical_int64(array: pa.Array) -> np.ndarray:
+    """Numbers, booleans and times as int64: integral floats as their integer, times in microseconds (equal
+    instants agree whatever the unit; wrapping arithmetic keeps that true out of range), dates in days."""
+    kind = array.type
+    if pa.types.is_floating(kind):
+        values = array.cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False) + 0.0  # -0.0 -> 0.0
+        integral = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2.0**63)
+        return np.where(integral, np.where(integral, values, 0.0).astype(np.int64), values.view(np.int64))
+    if pa.types.is_temporal(kind) and kind.bit_width in (32, 64):
+        raw = array.view(pa.int32() if kind.bit_width == 32 else pa.int64()).fill_null(0).to_numpy()
+        multiply, divide = _COMMON_UNIT["date64" if pa.types.is_date64(kind) else getattr(kind, "unit", None)]
+        return raw.astype(np.int64) * multiply // divide
+    if not (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+        raise TypeError(f"cannot hash keys of type {kind}")
+    return np.asarray(array.fill_null(0).to_numpy(zero_copy_only=False)).astype(np.int64)
+
+
+def _hash_decimal(array: pa.Array) -> np.ndarray:
+    """Hash of the unscaled value's bytes: equal at equal scale whatever the precision or width."""
+    wide = array.cast(pa.decimal256(76, array.type.scale)).fill_null(0)
+    lanes = np.frombuffer(wide.buffers()[1], dtype=np.uint64).reshape(-1, 4)[wide.offset : wide.offset + len(wide)]
+    combined = np.zeros(len(wide), dtype=np.uint64)
+    for lane in lanes.T:
+        combined = combined * _MIX + pd.util.hash_array(np.ascontiguousarray(lane))
+    return combined
+
+
+# ---- range partitioning (global sort) ----------------------------------------------------------------------
+
+
+def range_partitions(
+    table: pa.Table, keys: Sequence[str], ascending: Sequence[bool], boundaries: pa.Table
+) -> np.ndarray:
+    """Partition id of each row for a global sort: partition i holds the rows after boundary i-1 up to and
+    including boundary i, so rows equal to a boundary stay together and a stable sort stays stable. Nulls
+    (and NaN) sort last in every column, whatever the direction."""
+    cut = boundaries.num_rows
+    both = pa.concat_tables([_key_columns(boundaries, keys), _key_columns(table, keys)], promote_options="permissive")
+    ranks = _sort_key(both, keys, ascending)
+    return np.searchsorted(np.unique(ranks[:cut]), ranks[cut:], side="left").astype(np.int64)
+
+
+def sample_keys(table: pa.Table, keys: Sequence[str], size: int) -> pa.Table:
+    """Up to `size` evenly spaced rows of the key columns (no randomness: a retried task samples the same),
+    dictionaries decoded so samples of different map pieces concatenate."""
+    count = min(size, table.num_rows)
+    positions = (np.arange(count) * 2 + 1) * table.num_rows // max(2 * count, 1)
+    return _key_columns(table, keys).take(positions)
+
+
+def choose_boundaries(
+    samples: pa.Table | Sequence[pa.Table], keys: Sequence[str], ascending: Sequence[bool], n: int
+) -> pa.Table:
+    """At most n-1 distinct boundary rows cutting the sorted samples at even quantiles (fewer when the keys
+    repeat: fewer, fuller partitions rather than empty ones)."""
+    if not isinstance(samples, pa.Table):
+        samples = pa.concat_tables([_key_columns(s, keys) for s in samples], promote_options="permissive")
+    samples = _key_columns(samples, keys)
+    if n <= 1 or samples.num_rows == 0:
+        return samples.slice(0, 0)
+    ranks = _sort_key(samples, keys, ascending)
+    order = np.argsort(ranks, kind="stable")
+    positions = order[np.arange(1, n) * samples.num_rows // n]
+    _, first = np.unique(ranks[positions], return_index=True)
+    return samples.take(positions[first])
+
+
+def _key_columns(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """The key columns in a form every sort kernel takes: dictionaries decoded, views as plain strings,
+    NaN as null (pandas sorts both as missing)."""
+    columns = []
+    for key in keys:
+        column = table[key]
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        column = _plain_text(column)
+        if pa.types.is_floating(column.type):
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+        columns.append(column)
+    return pa.table(columns, names=list(keys))
+
+
+def _sort_key(table: pa.Table, keys: Sequence[str], ascending: Sequence[bool]) -> np.ndarray:
+    """One int64 per row that orders rows as the sort does (equal rows equal): the column ranks packed into
+    one number when they fit, else ranked together."""
+    columns = [_column_rank(table[key], up) for key, up in zip(keys, ascending)]
+    widths = [int(c.max(initial=0)) + 1 for c in columns]
+    if math.prod(widths) < 2**62:
+        packed = np.zeros(table.num_rows, dtype=np.int64)
+        for column, width in zip(columns, widths):
+            packed = packed * width + column
+        return packed
+    order = np.lexsort(columns[::-1])
+    ordered = np.stack([c[order] for c in columns])
+    ranks = np.empty(table.num_rows, dtype=np.int64)
+    ranks[order] = np.concatenate([[0], np.cumsum(np.any(ordered[:, 1:] != ordered[:, :-1], axis=0))])
+    return ranks
+
+
+def _column_rank(column: pa.ChunkedArray, ascending: bool) -> np.ndarray:
+    """Dense rank of each value, nulls last: only the distinct values get sorted (sorting whole string
+    columns is several times slower), then each row takes its value's rank."""
+    encoded = pa.table({"k": pc.dictionary_encode(column)}).unify_dictionaries()["k"]
+    if encoded.num_chunks == 0:
+        return np.zeros(0, dtype=np.int64)
+    values = encoded.chunk(0).dictionary
+    ranks = pc.rank(values, sort_keys="ascending" if ascending else "descending", tiebreaker="dense")
+    ranks = np.append(ranks.to_numpy().astype(np.int64), len(values) + 1)  # the last for null
+    indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks]).fill_null(len(values))
+    return ranks[indices.to_numpy()]
+
+
+# ---- map files ---------------------------------------------------------------------------------------------
+
+
+def write_map_output(path: str, table: pa.Table, partitions: np.ndarray, n: int) -> MapOutput:
+    """Write `table`'s rows grouped by partition, each partition's rows in their original order (a later
+    stable sort relies on it), into one Arrow IPC file at `path`, replacing any earlier attempt at once.
+    The index lives in the schema metadata rather than a sidecar: one file, one atomic rename, and a reader
+    gets it with the schema it has to read anyway."""
+    partitions = np.asarray(partitions, dtype=np.int64)
+    if len(partitions) != table.num_rows or (len(partitions) and not 0 <= partitions.min() <= partitions.max() < n):
+        raise ValueError(f"need one partition id in 0..{n - 1} per row")
+    order = np.argsort(partitions, kind="stable")
+    grouped = table.replace_schema_metadata(None).take(order).unify_dictionaries()  # a file keeps one dictionary
+    rows = np.bincount(partitions, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(rows)])
+    pieces = [_pieces(grouped.slice(starts[p], rows[p])) for p in range(n)]
+    first = np.concatenate([[0], np.cumsum([len(piece) for piece in pieces])])
+    schema = grouped.schema.with_metadata({INDEX_KEY: json.dumps(first.tolist())})
+    _write_atomically(path, schema, [batch for piece in pieces for batch in piece])
+    return MapOutput(path, rows.tolist(), [sum(batch.nbytes for batch in piece) for piece in pieces])
+
+
+def _pieces(part: pa.Table) -> list[pa.RecordBatch]:
+    """One partition's rows as batches of at most BATCH_ROWS rows and about BATCH_BYTES, evenly sized."""
+    count = max(math.ceil(part.num_rows / BATCH_ROWS), math.ceil(part.nbytes / BATCH_BYTES), 1)
+    size = max(math.ceil(part.num_rows / count), 1)
+    return [batch for batch in part.to_batches(max_chunksize=size) if batch.num_rows]
+
+
+def _write_atomically(path: str, schema: pa.Schema, batches: list[pa.RecordBatch]) -> None:
+    """Readers see the old file or the new, never a torn one; the temporary name is unique so two attempts
+    of one task never write into each other. No fsync: the files only need to outlive a killed process."""
+    temporary = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def read_partition(paths: Sequence[str], partition: int, schema: pa.Schema | None = None) -> pa.Table:
+    """All rows of `partition`, in map-file order then row order, as one table. Schemas that differ across
+    files only in nullability or width are promoted and dictionaries unified; `schema`, when given, is the
+    exact result schema (and that of the empty table when there are no files)."""
+    parts = [_file_part(path, partition) for path in paths]
+    if not parts:
+        return (schema or pa.schema([])).empty_table()
+    table = pa.concat_tables(parts, promote_options="permissive").unify_dictionaries()
+    return table.select(schema.names).cast(schema) if schema is not None else table
+
+
+def iter_partition(paths: Sequence[str], partition: int) -> Iterator[pa.RecordBatch]:
+    """The rows of read_partition one batch at a time, for consumers that go in pieces: a partition bigger
+    than memory stays readable, as only the pages of the current batch are touched."""
+    for path in paths:
+        yield from _file_batches(path, partition)
+
+
+def partition_sizes(outputs: Sequence[MapOutput], n: int) -> tuple[list[int], list[int]]:
+    """Total (rows, bytes) per partition over all map outputs: how the planner spots a skewed partition."""
+    rows, sizes = [0] * n, [0] * n
+    for output in outputs:
+        for p in range(n):
+            rows[p] += output.rows[p]
+            sizes[p] += output.bytes[p]
+    return rows, sizes
+
+
+def _file_part(path: str, partition: int) -> pa.Table:
+    """One file's rows of `partition`, memory-mapped: they stay valid after the file handle is closed."""
+    with pa.memory_map(path) as source:
+        reader = pa.ipc.open_file(source)
+        batches = [reader.get_batch(i) for i in _batch_range(reader, path, partition)]
+        return pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
+
+
+def _file_batches(path: str, partition: int) -> Iterator[pa.RecordBatch]:
+    with pa.memory_map(path) as source:
+        reader = pa.ipc.open_file(source)
+        for i in _batch_range(reader, path, partition):
+            yield reader.get_batch(i).replace_schema_metadata(None)
+
+
+def _batch_range(reader: pa.ipc.RecordBatchFileReader, path: str, partition: int) -> range:
+    """Numbers of the batches holding `partition`, from the index in the file's schema metadata."""
+    metadata = reader.schema.metadata or {}
+    if INDEX_KEY not in metadata:
+        raise ValueError(f"{path} is not a map output file (no partition index)")
+    first = json.loads(metadata[INDEX_KEY])
+    if not 0 <= partition < len(first) - 1:
+        raise ValueError(f"{path} has partitions 0..{len(first) - 2}, not {partition}")
+    return range(first[partition], first[partition + 1])

@@ -1,0 +1,103 @@
+"""How a join runs: each task joins one piece of each side with `pipeline.join.join_tables`.
+
+    broadcast:  small side ─ write parts to scratch ─┐ (read once per worker process, kept)
+                big side part i ─ read+stages ───────┴─ join ─ stages ─▶ ...   one task per big-side part
+    shuffle:    left  ─ exchange by hash of keys into N ─┐
+                right ─ exchange by hash of keys into N ─┴─ partition p: join ─ stages ─▶ ...
+
+A broadcast join is a per-chunk stage of the big side (it fuses with the stages around it); a shuffle join
+is a source whose chunk p is the join of both sides' partition p. The small side of a broadcast must be
+the side whose unmatched rows are never emitted per part: the right side for inner, left, semi and anti
+joins, the left side for inner and right joins. A full join is always a shuffle.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from pipeline.batch import to_arrow
+from pipeline.errors import StageError
+from pipeline.io.chunk import Chunk
+from pipeline.io.scratch import read_ipc
+from pipeline.io.source import Source
+from pipeline.join import JoinSpec, join_tables
+
+BROADCAST_ROWS = 250_000  # a side known to be at most this big is sent whole to every task of the other
+_KEPT = 2  # broadcast sides each worker process keeps
+_SIDES: OrderedDict[tuple[str, ...], pa.Table] = OrderedDict()
+_SIDES_LOCK = threading.Lock()
+
+
+def broadcastable(spec: JoinSpec) -> tuple[str, ...]:
+    """The sides ("right", "left") that may be broadcast for this join's kind, best first."""
+    return {"inner": ("right", "left"), "left": ("right",), "semi": ("right",), "anti": ("right",),
+            "right": ("left",), "full": ()}[spec.how]
+
+
+def small_side(spec: JoinSpec, left_rows: int | None, right_rows: int | None) -> str | None:
+    """The side to broadcast: as the join asks, else the smaller side known to be small enough."""
+    allowed = broadcastable(spec)
+    if spec.strategy == "shuffle" or not allowed:
+        return None
+    rows = {"left": left_rows, "right": right_rows}
+    if spec.strategy == "broadcast":
+        return min(allowed, key=lambda side: rows[side] if rows[side] is not None else float("inf"))
+    known = [side for side in allowed if rows[side] is not None and rows[side] <= BROADCAST_ROWS]
+    return min(known, key=lambda side: rows[side]) if known else None
+
+
+@dataclass(frozen=True)
+class BroadcastJoin:
+    """A per-chunk stage: join the chunk with the whole small side, read from its part files."""
+
+    paths: tuple[str, ...]
+    spec: JoinSpec
+    small_is_left: bool
+
+    batch = "arrow"
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        small = _small(self.paths)
+        return join_tables(small, table, self.spec) if self.small_is_left else join_tables(table, small, self.spec)
+
+
+def _small(paths: tuple[str, ...]) -> pa.Table:
+    """The small side, read once per process: every part of the big side in this process joins with it."""
+    with _SIDES_LOCK:
+        table = _SIDES.get(paths)
+        if table is not None:
+            _SIDES.move_to_end(paths)
+            return table
+    tables = [read_ipc(path) for path in paths]
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    with _SIDES_LOCK:
+        _SIDES[paths] = table
+        while len(_SIDES) > _KEPT:
+            _SIDES.popitem(last=False)
+    return table
+
+
+@dataclass(frozen=True)
+class JoinSource:
+    """Chunk p is the join of partition p of both sides (both exchanged by the keys into the same N)."""
+
+    left: Source
+    right: Source
+    spec: JoinSpec
+    name: str
+    columns: Sequence[str] | None = None
+
+    def describe(self) -> str:
+        return self.name
+
+    def read(self, chunk: Chunk) -> pa.Table:
+        left, right = to_arrow(self.left.read(chunk)), to_arrow(self.right.read(chunk))
+        try:
+            return join_tables(left, right, self.spec)
+        except Exception as exc:
+            raise StageError.from_exception(exc, self.name, chunk.index, chunk.label) from None
