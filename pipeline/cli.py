@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the run failed (stage, chunk and input named), 2 bad co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +16,9 @@ from rich.markup import escape
 
 from pipeline import config as config_module
 from pipeline.engines import get_engine
+from pipeline.dataset import run as run_outputs
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.graph_run import describe
 from pipeline.plan import discover
 from pipeline.progress import progress_bar, summary
 
@@ -77,21 +80,26 @@ def _run(job: config_module.Job, args: argparse.Namespace, console: Console) -> 
     engine_config = job.config.engine
     quiet = args.quiet
     with get_engine(engine_config.name, **engine_config.options()) as engine:
-        if quiet:
-            manifest = job.pipeline.run(job.source, job.sink, engine, resume=args.resume)
-        else:
-            with progress_bar(console, f"{job.path.name} on {engine_config.name}") as on_progress:
-                manifest = job.pipeline.run(job.source, job.sink, engine, on_progress=on_progress, resume=args.resume)
-    if not quiet:
-        Console().print(summary(manifest))
-    if manifest.reused:
-        console.print(f"resumed: {manifest.reused} chunk(s) reused from the interrupted run", highlight=False)
-    for path, why in manifest.skipped:
-        console.print(f"[yellow]skipped[/] {escape(path)}: {escape(why)}", highlight=False)
+        with contextlib.nullcontext() if quiet else progress_bar(console, f"{job.path.name} on {engine_config.name}") as on_progress:
+            if job.outputs:
+                manifests = list(run_outputs(*job.outputs, engine=engine, resume=args.resume, on_progress=on_progress).values())
+            else:
+                manifests = [job.pipeline.run(job.source, job.sink, engine, on_progress=on_progress, resume=args.resume)]
+    for manifest in manifests:
+        if not quiet:
+            Console().print(summary(manifest))
+        for path, why in manifest.skipped:
+            console.print(f"[yellow]skipped[/] {escape(path)}: {escape(why)}", highlight=False)
+    if manifests[0].reused:
+        console.print(f"resumed: {manifests[0].reused} task(s) reused from the interrupted run", highlight=False)
     return 0
 
 
 def _plan(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
+    if job.outputs:
+        print(f"{job.path}: {len(job.outputs)} output(s): {', '.join(o.sink.path for o in job.outputs)}")
+        print(describe(job.outputs).describe())
+        return 0
     plan = job.pipeline.plan(job.source)
     print(f"{job.path}: {job.source.describe()} → {job.config.sink.path}")
     print(plan.describe())
@@ -99,6 +107,10 @@ def _plan(job: config_module.Job, args: argparse.Namespace, console: Console) ->
 
 
 def _validate(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
+    if job.outputs:
+        plan = describe(job.outputs)
+        print(f"{job.path}: ok — {len(job.outputs)} output(s), {len(plan)} tasks")
+        return 0
     source, chunks = discover(job.pipeline.stages, job.source)
     stages = ", ".join(s.name for s in job.pipeline.stages)
     print(f"{job.path}: ok — {len(chunks)} chunks from {source.describe()}; stages: {stages}")

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from pipeline.engines import ENGINES
 from pipeline.engines.memory import parse_size
 from pipeline.errors import ConfigError
-from pipeline.io import FileSource, sink_for
+from pipeline.io import FileSource, Sink, sink_for
 from pipeline.pipeline import Pipeline
 from pipeline.stage import Stage
 
@@ -49,6 +49,7 @@ class SinkConfig(_Section):
     path: str
     mode: Literal["error", "overwrite", "append"] = "error"
     format: Literal["parquet", "csv"] | None = None
+    partition_by: list[str] | None = None  # hive folders `col=value/`, outermost first (directory outputs)
 
 
 class SecurityConfig(_Section):
@@ -103,13 +104,15 @@ class Job:
     """A loaded config, ready to run."""
 
     path: Path
-    config: Config
-    pipeline: Pipeline
-    source: FileSource
+    config: Any  # Config, or GraphConfig for a graph of datasets
+    pipeline: Pipeline | None
+    source: FileSource | None
+    outputs: tuple[Any, ...] = ()  # a graph's outputs (`pipeline.dataset.Output`); empty for a linear config
 
     @property
-    def sink(self):
-        return sink_for(self.config.sink.path, self.config.sink.mode, self.config.sink.format)
+    def sink(self) -> Sink:
+        sink = self.config.sink
+        return sink_for(sink.path, sink.mode, sink.format, sink.partition_by)
 
 
 def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
@@ -125,6 +128,10 @@ def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     for override in overrides:
         _apply_override(raw, override, path)
+    if any(key in raw for key in ("inputs", "datasets", "outputs")):
+        from pipeline.graph_config import load_graph
+
+        return load_graph(raw, path)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -138,7 +145,7 @@ def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
             config.source.chunk_rows, config.source.on_bad_file,
         )
         source.files()
-        sink_for(config.sink.path, config.sink.mode, config.sink.format)
+        sink_for(config.sink.path, config.sink.mode, config.sink.format, config.sink.partition_by)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return Job(path, config, pipeline, source)
@@ -150,17 +157,24 @@ def _resolve_paths(config: Config, base: Path) -> Config:
 
     config.source.path = resolve(config.source.path)
     config.sink.path = resolve(config.sink.path)
-    security = config.engine.security
-    if security is not None:
-        for field in ("ca_file", "cert_file", "key_file"):
-            if getattr(security, field):
-                setattr(security, field, resolve(getattr(security, field)))
+    _resolve_security(config.engine, base)
     return config
 
 
-def _build_stage(index: int, spec: StageConfig, base: Path) -> Stage:
+def _resolve_security(engine: EngineConfig, base: Path) -> None:
+    """TLS files named relative to the config file."""
+    security = engine.security
+    if security is not None:
+        for field in ("ca_file", "cert_file", "key_file"):
+            value = getattr(security, field)
+            if value:
+                setattr(security, field, value if "://" in value else os.path.normpath(base / value))
+
+
+def _build_stage(index: int, spec: StageConfig, base: Path, where: str = "stages") -> Stage:
+    """The stage `spec` (at `where[index]` in the config), its function imported and params checked."""
     module_name, _, attr = spec.uses.partition(":")
-    key = f"stages[{index}].uses"
+    key = f"{where}[{index}].uses"
     module = import_user_module(module_name, base, key)
     fn = getattr(module, attr, None)
     if not callable(fn):
@@ -169,7 +183,7 @@ def _build_stage(index: int, spec: StageConfig, base: Path) -> Stage:
     try:
         stage.check_params()
     except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"stages[{index}].params (stage '{spec.name}'): {exc}") from None
+        raise ConfigError(f"{where}[{index}].params (stage '{spec.name}'): {exc}") from None
     return stage
 
 
@@ -222,13 +236,13 @@ def _apply_override(raw: dict, override: str, path: Path) -> None:
                 node = node[part]
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
     """The first problem, as `key: what was expected`."""
     error = exc.errors()[0]
     key = _key(error["loc"])
     if error["type"] == "extra_forbidden":
         parent = error["loc"][:-1]
-        allowed = _allowed(parent)
+        allowed = _allowed(parent, model or Config)
         return f"{key}: unknown key" + (f" (expected one of: {', '.join(allowed)})" if allowed else "")
     if error["type"] == "missing":
         return f"{key}: required key is missing"
@@ -248,10 +262,12 @@ def _key(loc: tuple) -> str:
     return key or "(top level)"
 
 
-def _allowed(loc: tuple) -> list[str]:
-    model: Any = Config
+def _allowed(loc: tuple, root: type[BaseModel]) -> list[str]:
+    model: Any = root
+    named = False  # the part after a table of named sections (`inputs.<name>`) is a name, not a key
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or named:
+            named = False
             continue
         field = model.model_fields.get(part)
         if field is None:
@@ -260,6 +276,8 @@ def _allowed(loc: tuple) -> list[str]:
         model = next((t for t in getattr(annotation, "__args__", (annotation,)) if isinstance(t, type)), None)
         if hasattr(annotation, "__args__") and getattr(annotation, "__origin__", None) is list:
             model = annotation.__args__[0]
+        if getattr(annotation, "__origin__", None) is dict:
+            model, named = annotation.__args__[1], True
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []
     return list(model.model_fields)

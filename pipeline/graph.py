@@ -57,8 +57,10 @@ class Parts:
 class GraphCompiler:
     """Adds tasks for datasets as outputs ask for them; each dataset is compiled once, however many read it."""
 
-    def __init__(self, scratch: str, resume: bool = False, fan_in: int = DEFAULT_FAN_IN) -> None:
-        self.scratch, self.resume, self.fan_in = scratch, resume, fan_in
+    def __init__(self, scratch: str, resume: bool = False, fan_in: int = DEFAULT_FAN_IN, staged: bool = True) -> None:
+        """`staged`: the scratch folder is this run's, and the folders checkpoints go to are made now; False
+        when the plan is only shown."""
+        self.scratch, self.resume, self.fan_in, self.staged = scratch, resume, fan_in, staged
         self.tasks: dict[str, Task] = {}
         self.notes: list[str] = []
         self.sources: list[Source] = []  # the inputs, discovered
@@ -118,7 +120,8 @@ class GraphCompiler:
         names = "+".join(s.name for s in parts.stages)
         label = f"{parts.name}: read{'+' + names if names else ''}+{label}"
         fingerprint = None
-        if parts.resumable:  # stages are digested by their code and params; everything else by its repr
+        if parts.resumable and self.staged:
+            os.makedirs(os.path.join(self.scratch, prefix), exist_ok=True)  # stages are digested by their code and params; everything else by its repr
             stages = (*parts.stages, *(a for a in args if isinstance(a, Stage)))
             rest = [a for a in args if not isinstance(a, Stage)]
             fingerprint = fingerprints(stages, parts.source, f"{label}|{rest!r}")

