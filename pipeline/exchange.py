@@ -39,6 +39,9 @@ BATCH_BYTES = 4 * 1024**2  # ...or about this many bytes
 _COMMON_UNIT = {"s": (10**6, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000), None: (1, 1), "date64": (1, 86400000)}
 INDEX_KEY = b"exchange.batches"  # schema metadata: first batch of each partition, then the batch count
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_PLAIN = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
+_TEXT = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary,
+         pa.types.is_large_binary, pa.types.is_binary_view)
 
 
 @dataclass
@@ -82,7 +85,7 @@ def _hash_array(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     kind = array.type
     if pa.types.is_dictionary(kind):
         return _spread(*_hash_array(array.dictionary), array.indices)
-    if _is_text(kind):  # only the distinct values become Python objects
+    if any(test(kind) for test in _TEXT):  # only the distinct values become Python objects
         encoded = pc.dictionary_encode(_plain_text(array))
         values = encoded.dictionary.to_numpy(zero_copy_only=False)
         return _spread(pd.util.hash_array(values, categorize=False), np.zeros(len(values), bool), encoded.indices)
@@ -100,19 +103,13 @@ def _spread(hashes: np.ndarray, nulls: np.ndarray, indices: pa.Array) -> tuple[n
     return np.append(hashes, np.uint64(0))[positions], np.append(nulls, True)[positions]
 
 
-def _is_text(kind: pa.DataType) -> bool:
-    return any(
-        test(kind)
-        for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary,
-                     pa.types.is_large_binary, pa.types.is_binary_view)
-    )
-
-
 def _plain_text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """View types as their large kin: not every kernel takes views."""
-    if pa.types.is_string_view(array.type):
-        return array.cast(pa.large_string())
-    return array.cast(pa.large_binary()) if pa.types.is_binary_view(array.type) else array
+    """View types as their large kin, the same values: not every kernel (take, rank) takes views."""
+    return array.cast(_PLAIN[array.type]) if array.type in _PLAIN else array
+
+
+def _without_views(table: pa.Table) -> pa.Table:
+    return table.cast(pa.schema([field.with_type(_PLAIN.get(field.type, field.type)) for field in table.schema]))
 
 
 def _canonical_int64(array: pa.Array) -> np.ndarray:
@@ -127,9 +124,11 @@ def _canonical_int64(array: pa.Array) -> np.ndarray:
         raw = array.view(pa.int32() if kind.bit_width == 32 else pa.int64()).fill_null(0).to_numpy()
         multiply, divide = _COMMON_UNIT["date64" if pa.types.is_date64(kind) else getattr(kind, "unit", None)]
         return raw.astype(np.int64) * multiply // divide
-    if not (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+    if pa.types.is_boolean(kind):
+        array = array.cast(pa.int8())
+    elif not pa.types.is_integer(kind):
         raise TypeError(f"cannot hash keys of type {kind}")
-    return np.asarray(array.fill_null(0).to_numpy(zero_copy_only=False)).astype(np.int64)
+    return array.fill_null(0).to_numpy().astype(np.int64)
 
 
 def _hash_decimal(array: pa.Array) -> np.ndarray:
@@ -150,51 +149,69 @@ def range_partitions(
 ) -> np.ndarray:
     """Partition id of each row for a global sort: partition i holds the rows after boundary i-1 up to and
     including boundary i, so rows equal to a boundary stay together and a stable sort stays stable. Nulls
-    (and NaN) sort last in every column, whatever the direction."""
+    (and NaN) sort last in every column, whatever the direction; a categorical key sorts in the order of its
+    categories, as pandas does, which every map piece must then share."""
+    categories = _categories(table, keys)
+    ordered = [_key_columns(boundaries, keys, categories), _key_columns(table, keys, categories)]
+    ranks = _sort_key(pa.concat_tables(ordered, promote_options="permissive"), keys, ascending)
     cut = boundaries.num_rows
-    both = pa.concat_tables([_key_columns(boundaries, keys), _key_columns(table, keys)], promote_options="permissive")
-    ranks = _sort_key(both, keys, ascending)
     return np.searchsorted(np.unique(ranks[:cut]), ranks[cut:], side="left").astype(np.int64)
 
 
 def sample_keys(table: pa.Table, keys: Sequence[str], size: int) -> pa.Table:
-    """Up to `size` evenly spaced rows of the key columns (no randomness: a retried task samples the same),
-    dictionaries decoded so samples of different map pieces concatenate."""
+    """Up to `size` evenly spaced rows of the key columns (no randomness: a retried task samples the same)."""
     count = min(size, table.num_rows)
     positions = (np.arange(count) * 2 + 1) * table.num_rows // max(2 * count, 1)
-    return _key_columns(table, keys).take(positions)
+    return _without_views(table.select(list(keys)).replace_schema_metadata(None)).take(positions)
 
 
 def choose_boundaries(
     samples: pa.Table | Sequence[pa.Table], keys: Sequence[str], ascending: Sequence[bool], n: int
 ) -> pa.Table:
-    """At most n-1 distinct boundary rows cutting the sorted samples at even quantiles (fewer when the keys
-    repeat: fewer, fuller partitions rather than empty ones)."""
+    """At most n-1 distinct boundary rows (plain values, no dictionaries) cutting the sorted samples at even
+    quantiles; fewer when keys repeat: fewer, fuller partitions rather than empty ones."""
     if not isinstance(samples, pa.Table):
-        samples = pa.concat_tables([_key_columns(s, keys) for s in samples], promote_options="permissive")
-    samples = _key_columns(samples, keys)
+        samples = pa.concat_tables([s.select(list(keys)) for s in samples], promote_options="permissive")
+    values = _key_columns(samples, keys, {})
     if n <= 1 or samples.num_rows == 0:
-        return samples.slice(0, 0)
-    ranks = _sort_key(samples, keys, ascending)
+        return values.slice(0, 0)
+    ranks = _sort_key(_key_columns(samples, keys, _categories(samples, keys)), keys, ascending)
     order = np.argsort(ranks, kind="stable")
     positions = order[np.arange(1, n) * samples.num_rows // n]
     _, first = np.unique(ranks[positions], return_index=True)
-    return samples.take(positions[first])
+    return values.take(positions[first])
 
 
-def _key_columns(table: pa.Table, keys: Sequence[str]) -> pa.Table:
-    """The key columns in a form every sort kernel takes: dictionaries decoded, views as plain strings,
-    NaN as null (pandas sorts both as missing)."""
+def _categories(table: pa.Table, keys: Sequence[str]) -> dict[str, pa.Array]:
+    """The categories, in order, of each dictionary-encoded key."""
+    found = {}
+    for key in keys:
+        if pa.types.is_dictionary(table[key].type):
+            column = _one_dictionary(table[key])
+            found[key] = column.chunk(0).dictionary if column.num_chunks else pa.array([], column.type.value_type)
+    return found
+
+
+def _key_columns(table: pa.Table, keys: Sequence[str], categories: dict[str, pa.Array]) -> pa.Table:
+    """The key columns in a form the sort kernels take, ordered as pandas orders them: dictionaries decoded,
+    and a key in `categories` as each value's position there; views as plain strings; NaN as null."""
     columns = []
     for key in keys:
         column = table[key]
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
+        if key in categories:
+            column = pc.index_in(column, value_set=categories[key])
         column = _plain_text(column)
         if pa.types.is_floating(column.type):
             column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
         columns.append(column)
     return pa.table(columns, names=list(keys))
+
+
+def _one_dictionary(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary column whose chunks all share one dictionary."""
+    return pa.table({"k": column}).unify_dictionaries()["k"]
 
 
 def _sort_key(table: pa.Table, keys: Sequence[str], ascending: Sequence[bool]) -> np.ndarray:
@@ -217,9 +234,9 @@ def _sort_key(table: pa.Table, keys: Sequence[str], ascending: Sequence[bool]) -
 def _column_rank(column: pa.ChunkedArray, ascending: bool) -> np.ndarray:
     """Dense rank of each value, nulls last: only the distinct values get sorted (sorting whole string
     columns is several times slower), then each row takes its value's rank."""
-    encoded = pa.table({"k": pc.dictionary_encode(column)}).unify_dictionaries()["k"]
-    if encoded.num_chunks == 0:
-        return np.zeros(0, dtype=np.int64)
+    if pa.types.is_null(column.type) or len(column) == 0:  # all alike
+        return np.zeros(len(column), dtype=np.int64)
+    encoded = _one_dictionary(pc.dictionary_encode(column))
     values = encoded.chunk(0).dictionary
     ranks = pc.rank(values, sort_keys="ascending" if ascending else "descending", tiebreaker="dense")
     ranks = np.append(ranks.to_numpy().astype(np.int64), len(values) + 1)  # the last for null
@@ -239,7 +256,8 @@ def write_map_output(path: str, table: pa.Table, partitions: np.ndarray, n: int)
     if len(partitions) != table.num_rows or (len(partitions) and not 0 <= partitions.min() <= partitions.max() < n):
         raise ValueError(f"need one partition id in 0..{n - 1} per row")
     order = np.argsort(partitions, kind="stable")
-    grouped = table.replace_schema_metadata(None).take(order).unify_dictionaries()  # a file keeps one dictionary
+    plain = _without_views(table.replace_schema_metadata(None))
+    grouped = plain.take(order).unify_dictionaries()  # an IPC file holds one dictionary per column
     rows = np.bincount(partitions, minlength=n)
     starts = np.concatenate([[0], np.cumsum(rows)])
     pieces = [_pieces(grouped.slice(starts[p], rows[p])) for p in range(n)]
@@ -284,34 +302,23 @@ def read_partition(paths: Sequence[str], partition: int, schema: pa.Schema | Non
 
 def iter_partition(paths: Sequence[str], partition: int) -> Iterator[pa.RecordBatch]:
     """The rows of read_partition one batch at a time, for consumers that go in pieces: a partition bigger
-    than memory stays readable, as only the pages of the current batch are touched."""
+    than memory stays readable, as only the pages of the batches in use are touched."""
     for path in paths:
-        yield from _file_batches(path, partition)
+        yield from _file_part(path, partition).to_batches()
 
 
 def partition_sizes(outputs: Sequence[MapOutput], n: int) -> tuple[list[int], list[int]]:
     """Total (rows, bytes) per partition over all map outputs: how the planner spots a skewed partition."""
-    rows, sizes = [0] * n, [0] * n
-    for output in outputs:
-        for p in range(n):
-            rows[p] += output.rows[p]
-            sizes[p] += output.bytes[p]
-    return rows, sizes
+    return [sum(o.rows[p] for o in outputs) for p in range(n)], [sum(o.bytes[p] for o in outputs) for p in range(n)]
 
 
 def _file_part(path: str, partition: int) -> pa.Table:
-    """One file's rows of `partition`, memory-mapped: they stay valid after the file handle is closed."""
+    """One file's rows of `partition`, memory-mapped: this reads only the file's footer and the batches'
+    headers; their pages are read when used, and stay valid after the file handle is closed."""
     with pa.memory_map(path) as source:
         reader = pa.ipc.open_file(source)
         batches = [reader.get_batch(i) for i in _batch_range(reader, path, partition)]
         return pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
-
-
-def _file_batches(path: str, partition: int) -> Iterator[pa.RecordBatch]:
-    with pa.memory_map(path) as source:
-        reader = pa.ipc.open_file(source)
-        for i in _batch_range(reader, path, partition):
-            yield reader.get_batch(i).replace_schema_metadata(None)
 
 
 def _batch_range(reader: pa.ipc.RecordBatchFileReader, path: str, partition: int) -> range:
