@@ -2,9 +2,11 @@
 
 Stages are plain functions `fn(df, **params) -> df`; a pipeline of them compiles to a task graph that an
 engine (sync, threads, processes, ...) runs over chunked Parquet or CSV, committing output atomically.
+Several inputs, joins, sorts and shuffles make a graph of datasets: `read(...)`, `.join(...)`, `run(...)`.
 """
 
 from pipeline.aggregate import GroupAggregate
+from pipeline.dataset import Dataset, Output, from_frame, read, run
 from pipeline.engines import get_engine
 from pipeline.errors import ConfigError, InputError, PipelineError, SinkError, StageError
 from pipeline.io import DirectorySink, FileSink, FileSource, Manifest, MemorySink, MemorySource
@@ -14,6 +16,7 @@ from pipeline.stage import Stage, declare
 
 __all__ = [
     "ConfigError",
+    "Dataset",
     "DirectorySink",
     "FileSink",
     "FileSource",
@@ -22,6 +25,7 @@ __all__ = [
     "Manifest",
     "MemorySink",
     "MemorySource",
+    "Output",
     "Pipeline",
     "PipelineError",
     "Reduction",
@@ -29,6 +33,9 @@ __all__ = [
     "Stage",
     "StageError",
     "declare",
+    "from_frame",
     "get_engine",
+    "read",
     "reduction",
+    "run",
 ]

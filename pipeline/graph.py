@@ -57,10 +57,13 @@ class Parts:
 class GraphCompiler:
     """Adds tasks for datasets as outputs ask for them; each dataset is compiled once, however many read it."""
 
-    def __init__(self, scratch: str, resume: bool = False, fan_in: int = DEFAULT_FAN_IN, staged: bool = True) -> None:
+    def __init__(self, scratch: str, resume: bool = False, fan_in: int = DEFAULT_FAN_IN, staged: bool = True,
+                 partition_limit: int | None = None) -> None:
         """`staged`: the scratch folder is this run's, and the folders checkpoints go to are made now; False
-        when the plan is only shown."""
+        when the plan is only shown. `partition_limit`: the bytes a reduce task may be given (see
+        `shuffle.check_skew`), None for no check."""
         self.scratch, self.resume, self.fan_in, self.staged = scratch, resume, fan_in, staged
+        self.partition_limit = partition_limit
         self.tasks: dict[str, Task] = {}
         self.notes: list[str] = []
         self.sources: list[Source] = []  # the inputs, discovered
@@ -174,7 +177,9 @@ class GraphCompiler:
             path = source.map_path(chunk.index)
             maps += self._each_part(one, prefix, "map", "exchange", shuffle.map_chunk,
                                     (spec, n, path, boundaries))
-        done = self._barrier(prefix, maps)
+        done = f"{prefix}/done"
+        args = (source.name, spec.keys, self.partition_limit, *(Ref(k) for k in maps))
+        self.tasks[done] = Task(done, shuffle.check_skew, args, f"{name}: partition sizes")
         return Parts(name, source, tuple(source.chunks(n)), after=(done,), rows=upstream.rows)
 
     def _samples(self, upstream: Parts, prefix: str, spec: shuffle.Exchange) -> list[str]:

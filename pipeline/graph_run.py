@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.dataset import Dataset, Output
 from pipeline.engines import Engine, get_engine
+from pipeline.engines.memory import parse_size
 from pipeline.errors import ConfigError
 from pipeline.graph import GraphCompiler
 from pipeline.io import Manifest, MemorySink
@@ -24,6 +25,8 @@ from pipeline.io.lock import output_lock
 from pipeline.io.scratch import remove, scratch_folder
 from pipeline import tasks
 from pipeline.run import _on_disk, _refuse_overlap, new_run_id
+
+PARTITION_SHARE = 4
 
 
 def execute(outputs: Sequence[Output], engine: str | Engine, workers: int | None = None, resume: bool = False,
@@ -47,7 +50,7 @@ def execute(outputs: Sequence[Output], engine: str | Engine, workers: int | None
         try:
             for output in outputs:
                 staged.append(Output(output.dataset, output.sink.for_run(run_id, True, resume=earlier is not None)))
-            compiler = GraphCompiler(scratch, resume=earlier is not None)
+            compiler = GraphCompiler(scratch, resume=earlier is not None, partition_limit=_partition_limit(engine))
             plan = compiler.plan(staged)
             for source in compiler.sources:
                 for output in outputs:
@@ -66,6 +69,15 @@ def execute(outputs: Sequence[Output], engine: str | Engine, workers: int | None
     for manifest in manifests.values():
         manifest.seconds, manifest.reused = seconds, reused
     return manifests
+
+
+def _partition_limit(engine: Engine) -> int | None:
+    """What one reduce task may be given: a quarter of a worker's memory, since it holds its partition and
+    what a join or sort makes of it. None when the engine's workers have no known limit."""
+    limit = getattr(engine, "worker_memory", None)
+    if isinstance(limit, str):
+        limit = parse_size(limit)
+    return limit // PARTITION_SHARE if isinstance(limit, int) else None
 
 
 def _refuse_clashes(outputs: Sequence[Output]) -> None:

@@ -31,6 +31,7 @@ import pyarrow as pa
 from pipeline import exchange as kernel
 from pipeline.batch import to_arrow
 from pipeline.checkpoint import Checkpoint
+from pipeline.engines.memory import format_size
 from pipeline.errors import PipelineError, StageError
 from pipeline.io.chunk import Chunk
 from pipeline.io.source import Source
@@ -39,6 +40,7 @@ from pipeline.stats import StageCount
 from pipeline import tasks
 
 SAMPLE_PER_PART = 256  # keys each part contributes to a range exchange's boundaries
+SKEW_FACTOR = 5  # a partition this many times the median size is skewed (when over the worker's share, too)
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,30 @@ def pick_boundaries(spec: Exchange, n: int, *samples: pa.Table) -> pa.Table:
     present = [s for s in samples if s.num_rows] or list(samples[:1])
     table = pa.concat_tables(present, promote_options="permissive") if len(present) > 1 else present[0]
     return kernel.choose_boundaries(table, spec.keys, spec.ascending, n)
+
+
+def check_skew(name: str, keys: Sequence[str], limit: int | None, *outputs: kernel.MapOutput) -> int:
+    """After the maps: stop, naming the key, when one partition is far above the median (`SKEW_FACTOR`)
+    and more than a worker can hold (`limit` bytes), rather than let a reduce task run out of memory.
+    Returns how many maps there were."""
+    n = len(outputs[0].rows) if outputs else 0
+    if limit is None or n < 2:
+        return len(outputs)
+    _, sizes = kernel.partition_sizes(outputs, n)
+    biggest = max(range(n), key=sizes.__getitem__)
+    median = sorted(sizes)[n // 2]
+    if sizes[biggest] <= limit or sizes[biggest] <= SKEW_FACTOR * median:
+        return len(outputs)
+    table = kernel.read_partition([o.path for o in outputs], biggest).select(list(keys))
+    counts = table.group_by(list(keys)).aggregate([([], "count_all")]).sort_by([("count_all", "descending")])
+    top = counts.slice(0, 1).to_pylist()[0]
+    rows = top.pop("count_all")
+    key = ", ".join(f"{k}={v!r}" for k, v in top.items())
+    raise PipelineError(
+        f"{name}: partition {biggest} holds {format_size(sizes[biggest])} (median {format_size(median)}), more "
+        f"than one task may hold ({format_size(limit)}, a quarter of a worker's memory); the key {key} alone has {rows:,} rows. Spread that "
+        "key (add a column to the key) or give workers more memory ([engine] worker_memory)"
+    )
 
 
 def _require(table: pa.Table, keys: Sequence[str]) -> None:
