@@ -45,7 +45,7 @@ class Dataset:
         """The same dataset under another name (used in task keys, `plan` and messages)."""
         return Dataset(name, self.source, self.parent, self.stage, self.right, self.join_spec)
 
-    def then(self, fn: Callable[..., Any], name: str | None = None, **params: Any) -> "Dataset":
+    def then(self, fn: Callable[..., Any], /, name: str | None = None, **params: Any) -> "Dataset":
         """Apply a stage: a per-chunk function, a reduction or an exchange stage, with `params`."""
         base = name or getattr(fn, "__name__", "stage")
         taken = {d.stage.name for d in self.chain() if d.stage is not None}

@@ -60,9 +60,9 @@ def hash_partitions(
     table: pa.Table, keys: Sequence[str], n: int, as_types: Sequence[pa.DataType | None] | None = None
 ) -> np.ndarray:
     """Partition id (0..n-1) of each row, equal for equal keys in any process and across tables whose key
-    columns differ only in int width/signedness, int vs integral float, string kind or dictionary encoding,
-    timestamp unit, or decimal precision. `as_types` casts keys first, for the planner to give both sides of
-    a join one key type. A row with a null (or NaN) key goes to partition 0.
+    columns differ only in number type (ints of any width, floats and decimals of any scale agree by value,
+    as a join compares them; exactly up to 2**53), string kind or dictionary encoding, or timestamp unit.
+    `as_types` casts keys first. A row with a null (or NaN) key goes to partition 0.
 
     >>> hash_partitions(pa.table({"k": [5, None]}), ["k"], 4)[1]
     np.int64(0)
@@ -92,8 +92,8 @@ def _hash_array(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     null = array.is_null(nan_is_null=True).to_numpy(zero_copy_only=False)
     if pa.types.is_null(kind):
         return np.zeros(len(array), dtype=np.uint64), null
-    if pa.types.is_decimal(kind):
-        return _hash_decimal(array), null
+    if pa.types.is_decimal(kind):  # by value, as a join compares it with an int or float key
+        array = array.cast(pa.float64())
     return pd.util.hash_array(_canonical_int64(array)), null
 
 
@@ -129,16 +129,6 @@ def _canonical_int64(array: pa.Array) -> np.ndarray:
     elif not pa.types.is_integer(kind):
         raise TypeError(f"cannot hash keys of type {kind}")
     return array.fill_null(0).to_numpy().astype(np.int64)
-
-
-def _hash_decimal(array: pa.Array) -> np.ndarray:
-    """Hash of the unscaled value's bytes: equal at equal scale whatever the precision or width."""
-    wide = array.cast(pa.decimal256(76, array.type.scale)).fill_null(0)
-    lanes = np.frombuffer(wide.buffers()[1], dtype=np.uint64).reshape(-1, 4)[wide.offset : wide.offset + len(wide)]
-    combined = np.zeros(len(wide), dtype=np.uint64)
-    for lane in lanes.T:
-        combined = combined * _MIX + pd.util.hash_array(np.ascontiguousarray(lane))
-    return combined
 
 
 # ---- range partitioning (global sort) ----------------------------------------------------------------------

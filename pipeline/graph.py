@@ -196,8 +196,8 @@ class GraphCompiler:
     def _join(self, dataset: Dataset) -> Parts:
         left, right = self.parts(dataset.parent), self.parts(dataset.right)
         spec: JoinSpec = dataset.join_spec
-        if left.schema is not None and right.schema is not None and not left.stages and not right.stages:
-            check_join(spec, left.schema, right.schema, left.name, right.name)
+        check_join(spec, None if left.stages else left.schema, None if right.stages else right.schema,
+                   left.name, right.name)
         side = small_side(spec, left.rows, right.rows)
         if side is not None:
             return self._broadcast(dataset.name, left, right, spec, side)

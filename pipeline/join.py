@@ -171,16 +171,18 @@ def _listing(names: Sequence[str], most: int = 20) -> str:
     return ", ".join(names[:most]) + (f", ... ({len(names)} columns)" if len(names) > most else "")
 
 
-def check_join(spec: JoinSpec, left: pa.Schema, right: pa.Schema, left_name: str, right_name: str) -> None:
-    """Refuse before anything runs a key missing from one side or keys whose values cannot be compared."""
+def check_join(spec: JoinSpec, left: pa.Schema | None, right: pa.Schema | None, left_name: str,
+               right_name: str) -> None:
+    """Refuse before anything runs a key missing from one side or keys whose values cannot be compared.
+    A side whose columns are not known before running (None: stages still to run on it) is not checked."""
     where = f"join {left_name} ⋈ {right_name}"
     for keys, schema, name in ((spec.left_on, left, left_name), (spec.right_on, right, right_name)):
-        for key in keys:
+        for key in keys if schema is not None else ():
             if key not in schema.names:
                 raise ConfigError(f"{where}: key {key!r} is not a column of {name} (has: {_listing(schema.names)})")
             if pa.types.is_nested(_decoded(schema.field(key).type)):
                 raise ConfigError(f"{where}: key {name}.{key} is {schema.field(key).type}, which cannot be a join key")
-    for lk, rk in zip(spec.left_on, spec.right_on):
+    for lk, rk in zip(spec.left_on, spec.right_on) if left is not None and right is not None else ():
         lt, rt = left.field(lk).type, right.field(rk).type
         if _common_type(lt, rt) is None:
             raise ConfigError(f"{where}: key types differ: {left_name}.{lk} is {lt}, {right_name}.{rk} is {rt}")

@@ -80,10 +80,14 @@ def write_chunk(
     *after: Any,
 ) -> Receipt:
     """Read one chunk, run the fused per-chunk stages, write the part to staging. `after`: the results of
-    tasks that had to finish first (a part made by an exchange or a reduction), unused here."""
+    tasks that had to finish first (a part made by an exchange or a reduction); a reduction's receipt brings
+    the counters of the stages before it, so the output's summary covers the whole chain."""
     batch, stats, skipped = read_part(source, chunk, stages)
+    earlier = [a for a in after if isinstance(a, Receipt)]
+    if earlier:
+        stats = {**merge(a.stats for a in earlier), **{k: v for k, v in stats.items() if k != "read"}}
     receipt = _write(sink, batch, chunk.index, chunk.label, stats)
-    receipt.skipped = skipped
+    receipt.skipped = [*skipped, *(s for a in earlier for s in a.skipped)]
     if checkpoint is not None:
         checkpoint.save(receipt)
     return receipt

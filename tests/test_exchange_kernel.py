@@ -216,11 +216,17 @@ def test_hash_partitions_agree_for_equal_decimals_dates_and_instants():
         assert all(len(places) == 1 for places in home.values())
 
 
-def test_as_types_makes_keys_of_different_scale_agree():
-    two = pa.table({"k": pa.array([Decimal("1.50"), Decimal("2.25"), Decimal("-7.00")] * 20, pa.decimal128(10, 2))})
-    three = pa.table({"k": two["k"].cast(pa.decimal128(12, 3))})
-    common = [pa.decimal128(20, 3)]
-    assert hash_partitions(two, ["k"], 97, common).tolist() == hash_partitions(three, ["k"], 97, common).tolist()
+def test_numbers_of_any_type_agree_by_value():
+    """Both sides of a join may hold the key as another number type: equal values must meet."""
+    values = [Decimal("1.50"), Decimal("2.00"), Decimal("-7.00"), Decimal("12345678.25")] * 20
+    two = pa.table({"k": pa.array(values, pa.decimal128(10, 2))})
+    variants = [two["k"].cast(pa.decimal128(12, 3)), two["k"].cast(pa.float64())]
+    expected = hash_partitions(two, ["k"], 97).tolist()
+    for variant in variants:
+        assert hash_partitions(pa.table({"k": variant}), ["k"], 97).tolist() == expected
+    integral = pa.table({"k": pa.array([2, -7] * 5, pa.int32())})
+    as_decimal = pa.table({"k": integral["k"].cast(pa.decimal128(12, 2))})
+    assert hash_partitions(integral, ["k"], 97).tolist() == hash_partitions(as_decimal, ["k"], 97).tolist()
 
 
 def test_hash_ids_are_the_same_in_another_process_with_another_hash_seed(tmp_path: Path):
