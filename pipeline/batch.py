@@ -6,11 +6,15 @@ imported only when a batch is converted to or from it. A "polars-lazy" chain is 
 source may hand it a scan of the chunk's files (`FileSource.scan`), and nothing runs until a consumer that
 wants data (the aggregate's partial, a part write) collects it, so Polars fuses the whole chain and pushes
 projections and filters into its own Parquet reader. Its row counts are unknown until then (`rows` is None).
+Decimal columns become Arrow-backed pandas columns (`pd.ArrowDtype`), so they stay exact decimals without a
+Python object per value, and convert back to the same Arrow decimal type.
 
 >>> import pyarrow as pa
->>> table = pa.table({"a": [1, 2]})
->>> format_of(convert(table, "pandas")), rows(table)
-('pandas', 2)
+>>> from decimal import Decimal
+>>> table = pa.table({"a": [1, 2], "price": pa.array([Decimal("1.10"), None], pa.decimal128(15, 2))})
+>>> df = convert(table, "pandas")
+>>> format_of(df), rows(table), str(df["price"].dtype), to_arrow(df).schema.field("price").type
+('pandas', 2, 'decimal128(15, 2)[pyarrow]', Decimal128Type(decimal128(15, 2)))
 """
 
 from __future__ import annotations
@@ -49,12 +53,24 @@ def convert(batch: Batch, to: str) -> Batch:
         return convert(batch.collect(), to)
     table = to_arrow(batch)
     if to == "pandas":
-        return table.to_pandas()
+        return table.to_pandas(types_mapper=pandas_dtype)
     if to == "polars":
         import polars
 
         return polars.from_arrow(table)
     return table
+
+
+def pandas_dtype(arrow_type: pa.DataType) -> pd.ArrowDtype | None:
+    """The pandas dtype an Arrow column converts to where the default will not do: a decimal stays Arrow-backed,
+    where the default makes a Python `Decimal` object per value that arithmetic cannot mix with numbers.
+    None keeps the default conversion."""
+    return pd.ArrowDtype(arrow_type) if pa.types.is_decimal(arrow_type) else None
+
+
+def is_decimal(dtype: Any) -> bool:
+    """Whether a pandas column of this dtype holds Arrow decimals."""
+    return isinstance(dtype, pd.ArrowDtype) and pa.types.is_decimal(dtype.pyarrow_dtype)
 
 
 def to_arrow(batch: Batch) -> pa.Table:

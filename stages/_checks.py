@@ -6,11 +6,19 @@ stage instance and chunk failed.
 
 from __future__ import annotations
 
+import ast
+import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import reduce
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pandas.errors import UndefinedVariableError
+
+from pipeline.batch import is_decimal
 
 
 def as_list(value: str | Iterable[str], stage: str, param: str) -> list[str]:
@@ -52,7 +60,7 @@ def evaluate(df: pd.DataFrame, expr: str, stage: str) -> pd.Series | object:
     if not isinstance(expr, str) or not expr.strip():
         raise ValueError(f"{stage}: expression must be a non-empty string, got {expr!r}")
     try:
-        return df.eval(expr, local_dict={}, global_dict={})
+        return _eval(df, expr)
     except UndefinedVariableError as exc:
         if "local variable" in str(exc):
             raise ValueError(f"{stage}: @names are not available in {expr!r}; "
@@ -63,3 +71,84 @@ def evaluate(df: pd.DataFrame, expr: str, stage: str) -> pd.Series | object:
                        f"available: {', '.join(map(str, df.columns))}") from None
     except (SyntaxError, NotImplementedError, TypeError, ValueError) as exc:
         raise ValueError(f"{stage}: cannot evaluate {expr!r}: {exc}") from exc
+
+
+def _eval(df: pd.DataFrame, expr: str) -> pd.Series | object:
+    """``DataFrame.eval``; where it refuses Arrow-backed columns (its type check cannot type a decimal
+    next to a number, as in ``price * (1 - discount)``), the same operators applied to the columns."""
+    try:
+        return df.eval(expr, local_dict={}, global_dict={})
+    except (TypeError, pa.ArrowInvalid):
+        if not any(isinstance(dtype, pd.ArrowDtype) for dtype in df.dtypes):
+            raise
+    return _columnwise(df, ast.parse(expr.strip(), mode="eval").body)
+
+
+_ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+_LOGICAL: dict[type, Callable[[Any, Any], Any]] = {
+    ast.BitAnd: operator.and_, ast.BitOr: operator.or_, ast.And: operator.and_, ast.Or: operator.or_,
+}
+_COMPARISONS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.In: lambda a, b: a.isin(b), ast.NotIn: lambda a, b: ~a.isin(b),
+}
+_UNARY: dict[type, Callable[[Any], Any]] = {
+    ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert, ast.Not: operator.invert,
+}
+_FUNCTIONS = ("abs", "sqrt", "exp", "log", "log10", "floor", "ceil")
+
+
+def _columnwise(df: pd.DataFrame, node: ast.AST) -> Any:
+    """Evaluate an expression with its operators applied to whole columns, as ``DataFrame.eval`` does,
+    without its type check: columns, constants, arithmetic, comparisons, and/or/not, a few functions."""
+    if isinstance(node, ast.Name):
+        if node.id not in df.columns:
+            raise UndefinedVariableError(node.id)
+        return df[node.id]
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_columnwise(df, item) for item in node.elts]
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_columnwise(df, node.operand))
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        return _arithmetic(_ARITHMETIC[type(node.op)], _columnwise(df, node.left), _columnwise(df, node.right))
+    if isinstance(node, ast.BinOp) and type(node.op) in _LOGICAL:
+        return _LOGICAL[type(node.op)](_columnwise(df, node.left), _columnwise(df, node.right))
+    if isinstance(node, ast.BoolOp):
+        return reduce(_LOGICAL[type(node.op)], [_columnwise(df, value) for value in node.values])
+    if isinstance(node, ast.Compare) and all(type(op) in _COMPARISONS for op in node.ops):
+        operands = [_columnwise(df, operand) for operand in [node.left, *node.comparators]]
+        tests = [_COMPARISONS[type(op)](a, b) for op, a, b in zip(node.ops, operands, operands[1:])]
+        return reduce(operator.and_, tests)  # a < b < c: both comparisons
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
+        return getattr(np, node.func.id)(*[_columnwise(df, arg) for arg in node.args])
+    raise ValueError(f"{ast.unparse(node)!r} is not supported in expressions on Arrow-backed (decimal) columns")
+
+
+def _arithmetic(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
+    """``op(left, right)``. Arrow gives a decimal product or sum the precision its operands' types could need,
+    past 38 digits after two or three factors; then the operands are narrowed to the digits their values have,
+    and the result widened to 38 digits at the scale it would have had, the same type in every chunk. Values
+    that do not fit in 38 digits still fail."""
+    try:
+        return op(left, right)
+    except pa.ArrowInvalid:
+        if op not in (operator.add, operator.sub, operator.mul):
+            raise
+        result = op(_narrowed(left), _narrowed(right))
+    return result.astype(pd.ArrowDtype(pa.decimal128(38, result.dtype.pyarrow_dtype.scale)))
+
+
+def _narrowed(values: Any) -> Any:
+    """A decimal column at the fewest digits that hold its values, at the same scale; anything else as is."""
+    if not (isinstance(values, pd.Series) and is_decimal(values.dtype)):
+        return values
+    scale = values.dtype.pyarrow_dtype.scale
+    largest = values.abs().max()
+    digits = 1 if pd.isna(largest) else len(str(int(largest.scaleb(scale))))  # of the unscaled integer
+    return values.astype(pd.ArrowDtype(pa.decimal128(digits, scale)))

@@ -78,7 +78,7 @@ def apply_groups(df: pd.DataFrame, fn: Callable[..., Any] | str, by: str | Seque
 
     >>> df = pd.DataFrame({"k": ["a", "b", "a"], "v": [1, 2, 3]})
     >>> apply_groups(df, lambda g: g.assign(rank=g["v"].rank()), by="k")["rank"].tolist()
-    [1.0, 1.0, 2.0]
+    [1.0, 2.0, 1.0]
     """
     keys = as_list(by, "apply_groups", "by")
     require_columns(df, keys, "apply_groups")

@@ -1,10 +1,12 @@
 """Property: for any table and any chunking and any combine-tree shape, the tree aggregate equals pandas'
-group-by over the whole table, for every function — categorical keys, null keys and values, empty chunks."""
+group-by over the whole table, for every function — categorical keys, null keys and values, empty chunks; and
+without keys, pandas' reductions of the whole columns, in one row. Medians and quantiles are equal bit for bit."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -51,24 +53,89 @@ def tree_combine(agg: GroupAggregate, parts: list, draw: st.DrawFn):
 
 
 def expected(df: pd.DataFrame, by: list[str], aggs: dict) -> pd.DataFrame:
-    return df.groupby(by, observed=True).agg(**{k: tuple(v) for k, v in aggs.items()}).reset_index()
+    """pandas' answer: the group-by, or without keys each whole column's reduction in one row."""
+    if not by:
+        return pd.DataFrame({out: [whole(df[spec[0]], *spec[1:])] for out, spec in aggs.items()})
+    grouped = df.groupby(by, observed=True)
+    columns = {
+        out: grouped[column].quantile(*rest) if fn == "quantile" else grouped[column].agg(fn)
+        for out, (column, fn, *rest) in aggs.items()
+    }
+    return pd.DataFrame(columns).reset_index()
+
+
+def whole(values: pd.Series, fn: str, q: float = 0.5) -> object:
+    """A function over a whole column, as pandas computes it."""
+    present = values.dropna()
+    if fn in ("first", "last"):
+        return present.iloc[0 if fn == "first" else -1] if len(present) else np.nan
+    if fn == "size":
+        return len(values)
+    value = values.quantile(q) if fn == "quantile" else getattr(values, fn)()
+    return np.nan if value is pd.NA else value  # a nullable column's missing result, as a float column has it
+
+
+def run_tree(agg: GroupAggregate, df: pd.DataFrame, data: st.DataObject, polars: bool = False) -> pd.DataFrame:
+    """The aggregate over random chunks of `df` combined in a random tree; with `polars`, some chunks reduced
+    by Polars."""
+    bounds = cuts(data.draw, len(df))
+    chunks = [df.iloc[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [pl.from_pandas(c) if polars and data.draw(st.booleans()) else c for c in chunks]
+    return agg.finalize(tree_combine(agg, [agg.partial(c) for c in chunks], data.draw))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(df=tables(), by=st.lists(st.sampled_from(KEYS), min_size=1, max_size=3, unique=True), data=st.data())
+@given(df=tables(), by=st.lists(st.sampled_from(KEYS), max_size=3, unique=True), data=st.data())
 def test_any_chunking_gives_the_pandas_answer(df: pd.DataFrame, by: list[str], data: st.DataObject):
     values = [c for c in ("v", "i") if c not in by]
     aggs = {f"{column}_{fn}": [column, fn] for column in values for fn in FUNCTIONS}
     aggs["c_nunique"] = ["c", "nunique"]
+    aggs["v_q"] = ["v", "quantile", data.draw(st.floats(0, 1))]
     agg = GroupAggregate(by, aggs)
-    bounds = cuts(data.draw, len(df))
-    parts = [agg.partial(df.iloc[a:b]) for a, b in zip(bounds, bounds[1:])]
-    result = agg.finalize(tree_combine(agg, parts, data.draw))
+    result = run_tree(agg, df, data)
     want = expected(df, by, aggs)
     if len(want) == 0:  # pandas' dtypes for an empty group-by are not meaningful; the shape is
         assert len(result) == 0 and list(result.columns) == list(want.columns)
         return
     pd.testing.assert_frame_equal(result, want, check_exact=False, rtol=1e-9, atol=1e-9)
+    exact = [out for out, (_, fn, *_) in aggs.items() if fn not in ("var", "std")]
+    pd.testing.assert_frame_equal(result[exact], want[exact], check_exact=True)
+
+
+@st.composite
+def spread(draw: st.DrawFn) -> pd.DataFrame:
+    """Keys and values whose order statistics interpolate between arbitrary floats: repeats, nulls, infinities."""
+    rows = draw(st.integers(0, 80))
+    pool = draw(st.lists(st.floats(allow_nan=False, width=64), min_size=1, max_size=10))  # repeats are likely
+    floats = st.one_of(st.none(), st.sampled_from(pool), st.floats(-1e9, 1e9))
+    ints = st.integers(-10**6, 10**6)
+
+    def column(values: st.SearchStrategy, dtype: str) -> pd.Series:
+        return pd.Series(draw(st.lists(values, min_size=rows, max_size=rows)), dtype=dtype)
+
+    return pd.DataFrame(
+        {
+            "k": column(st.sampled_from(["a", "b", None]), "str"),
+            "f": column(floats, "float64"),
+            "i": column(ints, "int64"),
+            "n": column(st.one_of(st.none(), ints), "Int64"),
+        }
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(df=spread(), by=st.sampled_from([[], ["k"]]), qs=st.lists(st.floats(0, 1), min_size=1, max_size=3),
+       polars=st.booleans(), data=st.data())
+def test_median_and_quantiles_are_exactly_pandas(df: pd.DataFrame, by: list[str], qs: list[float], polars: bool,
+                                                 data: st.DataObject):
+    aggs = {f"{column}_median": [column, "median"] for column in ("f", "i", "n")}
+    aggs |= {f"{column}_q{j}": [column, "quantile", q] for column in ("f", "i", "n") for j, q in enumerate(qs)}
+    result = run_tree(GroupAggregate(by, aggs), df, data, polars)
+    want = expected(df, by, aggs).astype({out: "float64" for out in aggs})  # an Int64 column's are Float64
+    if len(want) == 0:
+        assert len(result) == 0
+        return
+    pd.testing.assert_frame_equal(result, want, check_exact=True)
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)
@@ -95,10 +162,17 @@ def test_categories_that_differ_between_chunks_are_unioned():
 @pytest.mark.parametrize(
     "by, aggs, message",
     [
-        ([], {"n": ["v", "count"]}, "'by' must be a non-empty list"),
+        ([1], {"n": ["v", "count"]}, "'by' must be a list of column names"),
         (["k"], {}, "'aggs' must be a non-empty table"),
-        (["k"], {"n": ["v", "median"]}, "unknown function 'median'"),
+        (["k"], {"n": ["v", "mode"]}, "unknown function 'mode'"),
         (["k"], {"n": "v"}, "must be [column, function]"),
+        (["k"], {"n": ["v", "quantile", 0.5, 1]}, "must be [column, function]"),
+        (["k"], {"n": ["v", "sum", 0.5]}, "only quantile takes a third value"),
+        (["k"], {"n": ["v", "quantile", 1.5]}, "q must be a number from 0 to 1, got 1.5"),
+        (["k"], {"n": ["v", "quantile", -0.1]}, "q must be a number from 0 to 1"),
+        (["k"], {"n": ["v", "quantile", float("nan")]}, "q must be a number from 0 to 1"),
+        (["k"], {"n": ["v", "quantile", "0.5"]}, "q must be a number from 0 to 1"),
+        (["k"], {"n": ["v", "quantile", True]}, "q must be a number from 0 to 1"),
     ],
 )
 def test_bad_aggregate_params_are_refused_before_running(by, aggs, message):
