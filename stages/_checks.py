@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import reduce
 from typing import Any
 
@@ -51,20 +51,20 @@ def require_mapping(value: object, stage: str, param: str) -> dict:
     return value
 
 
-def evaluate(df: pd.DataFrame, expr: str, stage: str) -> pd.Series | object:
+def evaluate(df: pd.DataFrame, expr: str, stage: str, values: Mapping[str, Any] | None = None) -> pd.Series | object:
     """Run ``DataFrame.eval`` on columns only; name unknown columns in a KeyError.
 
-    Local and global Python names are hidden so a config cannot reach into
-    the stage's own variables with ``@name``.
+    ``@name`` refers to ``values[name]`` (a date, a list, ... as a config writes it); the stage's own
+    Python variables stay hidden from the expression.
     """
     if not isinstance(expr, str) or not expr.strip():
         raise ValueError(f"{stage}: expression must be a non-empty string, got {expr!r}")
     try:
-        return _eval(df, expr)
+        return _eval(df, expr, dict(values or {}))
     except UndefinedVariableError as exc:
         if "local variable" in str(exc):
-            raise ValueError(f"{stage}: @names are not available in {expr!r}; "
-                             "write values into the expression") from None
+            raise ValueError(f"{stage}: unknown @name in {expr!r}; give it in the stage's `values` "
+                             f"(has: {', '.join(values or {}) or 'none'})") from None
         match = re.search(r"'(.+?)' is not defined", str(exc))
         name = match.group(1) if match else str(exc)
         raise KeyError(f"{stage}: missing column(s) {name!r} in expression {expr!r}; "
@@ -73,15 +73,19 @@ def evaluate(df: pd.DataFrame, expr: str, stage: str) -> pd.Series | object:
         raise ValueError(f"{stage}: cannot evaluate {expr!r}: {exc}") from exc
 
 
-def _eval(df: pd.DataFrame, expr: str) -> pd.Series | object:
+def _eval(df: pd.DataFrame, expr: str, values: dict[str, Any]) -> pd.Series | object:
     """``DataFrame.eval``; where it refuses Arrow-backed columns (its type check cannot type a decimal
     next to a number, as in ``price * (1 - discount)``), the same operators applied to the columns."""
     try:
-        return df.eval(expr, local_dict={}, global_dict={})
-    except (TypeError, pa.ArrowInvalid):
+        return df.eval(expr, local_dict=values, global_dict={})
+    except (TypeError, AttributeError, pa.ArrowInvalid):  # the type check fails in either way
         if not any(isinstance(dtype, pd.ArrowDtype) for dtype in df.dtypes):
             raise
-    return _columnwise(df, ast.parse(expr.strip(), mode="eval").body)
+    tree = ast.parse(expr.strip().replace("@", _VALUE), mode="eval").body
+    return _columnwise(df, tree, values)
+
+
+_VALUE = "_value_"  # `@name` in an expression, where the fallback parses it as Python
 
 
 _ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
@@ -102,9 +106,14 @@ _UNARY: dict[type, Callable[[Any], Any]] = {
 _FUNCTIONS = ("abs", "sqrt", "exp", "log", "log10", "floor", "ceil")
 
 
-def _columnwise(df: pd.DataFrame, node: ast.AST) -> Any:
+def _columnwise(df: pd.DataFrame, node: ast.AST, values: dict[str, Any]) -> Any:
     """Evaluate an expression with its operators applied to whole columns, as ``DataFrame.eval`` does,
     without its type check: columns, constants, arithmetic, comparisons, and/or/not, a few functions."""
+    if isinstance(node, ast.Name) and node.id.startswith(_VALUE):
+        name = node.id.removeprefix(_VALUE)
+        if name not in values:
+            raise UndefinedVariableError(name, is_local=True)
+        return values[name]
     if isinstance(node, ast.Name):
         if node.id not in df.columns:
             raise UndefinedVariableError(node.id)
@@ -112,21 +121,22 @@ def _columnwise(df: pd.DataFrame, node: ast.AST) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, (ast.List, ast.Tuple)):
-        return [_columnwise(df, item) for item in node.elts]
+        return [_columnwise(df, item, values) for item in node.elts]
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_columnwise(df, node.operand))
+        return _UNARY[type(node.op)](_columnwise(df, node.operand, values))
     if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
-        return _arithmetic(_ARITHMETIC[type(node.op)], _columnwise(df, node.left), _columnwise(df, node.right))
+        left, right = _columnwise(df, node.left, values), _columnwise(df, node.right, values)
+        return _arithmetic(_ARITHMETIC[type(node.op)], left, right)
     if isinstance(node, ast.BinOp) and type(node.op) in _LOGICAL:
-        return _LOGICAL[type(node.op)](_columnwise(df, node.left), _columnwise(df, node.right))
+        return _LOGICAL[type(node.op)](_columnwise(df, node.left, values), _columnwise(df, node.right, values))
     if isinstance(node, ast.BoolOp):
-        return reduce(_LOGICAL[type(node.op)], [_columnwise(df, value) for value in node.values])
+        return reduce(_LOGICAL[type(node.op)], [_columnwise(df, value, values) for value in node.values])
     if isinstance(node, ast.Compare) and all(type(op) in _COMPARISONS for op in node.ops):
-        operands = [_columnwise(df, operand) for operand in [node.left, *node.comparators]]
+        operands = [_columnwise(df, operand, values) for operand in [node.left, *node.comparators]]
         tests = [_COMPARISONS[type(op)](a, b) for op, a, b in zip(node.ops, operands, operands[1:])]
         return reduce(operator.and_, tests)  # a < b < c: both comparisons
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
-        return getattr(np, node.func.id)(*[_columnwise(df, arg) for arg in node.args])
+        return getattr(np, node.func.id)(*[_columnwise(df, arg, values) for arg in node.args])
     raise ValueError(f"{ast.unparse(node)!r} is not supported in expressions on Arrow-backed (decimal) columns")
 
 

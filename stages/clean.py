@@ -8,7 +8,8 @@ at other chunks, so results do not depend on how the table was split
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -33,18 +34,19 @@ def drop_nulls(df: pd.DataFrame, columns: str | Iterable[str] | None = None) -> 
     return df.dropna(subset=names)
 
 
-def filter_rows(df: pd.DataFrame, where: str) -> pd.DataFrame:
+def filter_rows(df: pd.DataFrame, where: str, values: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Keep rows where the ``DataFrame.query`` expression ``where`` is true.
 
     Rows where it evaluates to missing are dropped. Quote column names with
-    spaces in backticks.
+    spaces in backticks. ``@name`` is ``values[name]``: a config's dates and
+    lists, e.g. ``where = "day < @cutoff"``, ``values = { cutoff = 1995-03-15 }``.
 
     >>> df = pd.DataFrame({"dist": [1.5, 0.0, -2.0], "fare": [7.0, 3.0, 5.0]})
     >>> filter_rows(df, "dist > 0 and fare >= 5")
        dist  fare
     0   1.5   7.0
     """
-    mask = evaluate(df, where, "filter_rows")
+    mask = evaluate(df, where, "filter_rows", values)
     if not (isinstance(mask, pd.Series) and pd.api.types.is_bool_dtype(mask.dtype)):
         kind = mask.dtype if isinstance(mask, pd.Series) else type(mask).__name__
         raise ValueError(f"filter_rows: where={where!r} must give True/False per row, "

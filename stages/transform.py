@@ -7,7 +7,8 @@ date parts are nullable integers), so chunks concatenate and write cleanly.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from numbers import Real
 
 import pandas as pd
@@ -22,10 +23,10 @@ DATETIME_PARTS = {
 }
 
 
-def derive(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+def derive(df: pd.DataFrame, columns: dict[str, str], values: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Add or replace columns from ``DataFrame.eval`` expressions, in order.
 
-    Later expressions may use columns made by earlier ones.
+    Later expressions may use columns made by earlier ones; ``@name`` is ``values[name]``.
 
     >>> df = pd.DataFrame({"distance": [100.0, 300.0], "air_time": [30.0, 60.0]})
     >>> derive(df, {"hours": "air_time / 60", "mph": "distance / hours"})
@@ -36,7 +37,7 @@ def derive(df: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     mapping = require_mapping(columns, "derive", "columns")
     out = df.copy(deep=False)
     for name, expr in mapping.items():
-        value = evaluate(out, expr, "derive")
+        value = evaluate(out, expr, "derive", values)
         if isinstance(value, pd.DataFrame):
             raise ValueError(f"derive: {name!r} = {expr!r} must give one value per row; "
                              "write 'new = expression' as a separate entry instead")

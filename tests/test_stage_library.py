@@ -92,8 +92,8 @@ def test_filter_rows_unknown_column_is_named(flights_like):
 def test_filter_rows_rejects_non_boolean_and_locals(flights_like):
     with pytest.raises(ValueError, match="must give True/False per row"):
         clean.filter_rows(flights_like, "arr_delay + 1")
-    with pytest.raises(ValueError, match="@names are not available"):
-        clean.filter_rows(flights_like, "arr_delay > @stage")  # a name inside the stage
+    with pytest.raises(ValueError, match="unknown @name .* give it in the stage's `values` \\(has: none\\)"):
+        clean.filter_rows(flights_like, "arr_delay > @stage")  # a name inside the stage stays hidden
     with pytest.raises(ValueError, match="expression must be a non-empty string"):
         clean.filter_rows(flights_like, "  ")
 
