@@ -1,6 +1,6 @@
 """Conformance of the dataset-graph API on every engine: joins of every kind and strategy (one and two keys,
 same and different key names, SQL null keys), a global sort written as ordered parts, deduplicate,
-repartition, apply_groups, an aggregate feeding a join, a dataset read by two consumers and several outputs
+repartition, apply_groups, top, an aggregate feeding a join, a dataset read by two consumers and several outputs
 committed by one run. Inputs are real Parquet files with several row groups, so every dataset has several
 chunks; every result is checked against a plain pandas computation over the whole table."""
 
@@ -246,6 +246,14 @@ def test_sort_collected_keeps_the_order(engine, inputs: dict[str, Path]):
     result = dataset(inputs, "orders").sort(by, ascending=ascending).collect(engine)
     table = read_back(inputs["orders"])
     expected = table.sort_values(by, ascending=ascending, kind="stable", na_position="last")
+    pd.testing.assert_frame_equal(canonical(result, keep_order=True), canonical(expected, keep_order=True))
+
+
+@pytest.mark.parametrize(("k", "by", "ascending"), [(7, ["amount"], False), (25, ["okey", "id"], [True, False])])
+def test_top_equals_the_head_of_a_stable_sort(engine, inputs: dict[str, Path], k: int, by: list[str], ascending):
+    result = dataset(inputs, "orders").top(k, by=by, ascending=ascending).collect(engine)
+    table = read_back(inputs["orders"])
+    expected = table.sort_values(by, ascending=ascending, kind="stable", na_position="last").head(k)
     pd.testing.assert_frame_equal(canonical(result, keep_order=True), canonical(expected, keep_order=True))
 
 
