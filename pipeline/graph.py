@@ -37,7 +37,7 @@ from pipeline.joining import BroadcastJoin, JoinSource, small_side
 from pipeline.plan import DEFAULT_FAN_IN, Plan, Ref, Task, add_tree, discover
 from pipeline.stage import Stage
 
-MAX_PARTITIONS = 64  # an exchange's default partition count: the parts it reads from, at most this
+MAX_PARTITIONS = 256  # an exchange's default partition count: the parts it reads from, at most this
 
 
 @dataclass(frozen=True)

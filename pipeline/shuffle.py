@@ -135,27 +135,34 @@ def pick_boundaries(spec: Exchange, n: int, *samples: pa.Table) -> pa.Table:
 
 
 def check_skew(name: str, keys: Sequence[str], limit: int | None, *outputs: kernel.MapOutput) -> int:
-    """After the maps: stop, naming the key, when one partition is far above the median (`SKEW_FACTOR`)
-    and more than a worker can hold (`limit` bytes), rather than let a reduce task run out of memory.
-    Returns how many maps there were."""
+    """After the maps, before any reduce task is handed a partition more than it may hold (`limit` bytes):
+    stop, naming the key when one partition is far above the median (`SKEW_FACTOR`: a skewed key), else
+    asking for more partitions. Returns how many maps there were."""
     n = len(outputs[0].rows) if outputs else 0
-    if limit is None or n < 2:
+    if limit is None or n == 0:
         return len(outputs)
     _, sizes = kernel.partition_sizes(outputs, n)
     biggest = max(range(n), key=sizes.__getitem__)
     median = sorted(sizes)[n // 2]
-    if sizes[biggest] <= limit or sizes[biggest] <= SKEW_FACTOR * median:
+    if sizes[biggest] <= limit:
         return len(outputs)
-    table = kernel.read_partition([o.path for o in outputs], biggest).select(list(keys))
+    held = (f"{name}: partition {biggest} holds {format_size(sizes[biggest])} (median {format_size(median)}), "
+            f"more than one task may hold ({format_size(limit)}, a quarter of a worker's memory)")
+    if n < 2 or sizes[biggest] <= SKEW_FACTOR * median:
+        raise PipelineError(f"{held}; give the exchange more partitions (now {n}) or workers more memory "
+                            "([engine] worker_memory)")
+    key, rows = _heaviest_key([o.path for o in outputs], biggest, keys)
+    raise PipelineError(f"{held}; the key {key} alone has {rows:,} rows. Spread that key (add a column to the "
+                        "key) or give workers more memory ([engine] worker_memory)")
+
+
+def _heaviest_key(paths: Sequence[str], partition: int, keys: Sequence[str]) -> tuple[str, int]:
+    """The most frequent key of a partition, as `k=v, ...`, and its rows (only the key columns are read)."""
+    table = kernel.read_partition(paths, partition).select(list(keys))
     counts = table.group_by(list(keys)).aggregate([([], "count_all")]).sort_by([("count_all", "descending")])
     top = counts.slice(0, 1).to_pylist()[0]
     rows = top.pop("count_all")
-    key = ", ".join(f"{k}={v!r}" for k, v in top.items())
-    raise PipelineError(
-        f"{name}: partition {biggest} holds {format_size(sizes[biggest])} (median {format_size(median)}), more "
-        f"than one task may hold ({format_size(limit)}, a quarter of a worker's memory); the key {key} alone has {rows:,} rows. Spread that "
-        "key (add a column to the key) or give workers more memory ([engine] worker_memory)"
-    )
+    return ", ".join(f"{k}={v!r}" for k, v in top.items()), rows
 
 
 def _require(table: pa.Table, keys: Sequence[str]) -> None:

@@ -40,3 +40,14 @@ def test_the_same_exchange_runs_when_workers_can_hold_it(skewed: Path):
     with get_engine("sync", worker_memory="1GB") as engine:
         got = read(str(skewed), chunk_rows=30_000).repartition("k").collect(engine)
     assert len(got) == 300_000 and got["v"].sum() == pytest.approx(pd.read_parquet(skewed)["v"].sum())
+
+
+def test_partitions_all_too_big_ask_for_more_partitions(skewed: Path, tmp_path: Path):
+    """No key is skewed, but two partitions for the whole table are more than a task may hold."""
+    spread = read(str(skewed), chunk_rows=30_000).then(lambda df: df.assign(k=df.index % 1000), name="spread")
+    with get_engine("sync", worker_memory="8MB") as engine, pytest.raises(PipelineError) as caught:
+        spread.repartition("k", partitions=2).write(str(tmp_path / "out")).run(engine)
+    message = str(caught.value)
+    assert "more than one task may hold (2 MB, a quarter of a worker's memory)" in message
+    assert message.endswith("give the exchange more partitions (now 2) or workers more memory ([engine] worker_memory)")
+    assert list(tmp_path.iterdir()) == []
