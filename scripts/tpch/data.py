@@ -1,0 +1,65 @@
+"""TPC-H tables as Parquet files, generated once per scale factor by duckdb's dbgen and then reused.
+
+Generation runs offline: the dbgen extension ships inside the `duckdb_extension_tpch` package and is loaded
+from its file. A marker written after the last table makes an interrupted generation run again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+TABLES = ("region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem")
+ROW_GROUP_ROWS = 100_000
+MARKER = "_COMPLETE"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "data" / "tpch"
+
+
+def extension_file() -> Path:
+    """The dbgen extension binary shipped inside the `duckdb_extension_tpch` package."""
+    import duckdb_extension_tpch
+
+    found = sorted(Path(duckdb_extension_tpch.__file__).parent.rglob("*.duckdb_extension"))
+    if not found:
+        raise FileNotFoundError("duckdb_extension_tpch has no *.duckdb_extension file")
+    return found[0]
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A duckdb connection with the TPC-H extension loaded (for `dbgen` and `PRAGMA tpch`)."""
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con.execute(f"LOAD '{extension_file()}'")
+    return con
+
+
+def folder(root: Path, sf: float) -> Path:
+    """Where the tables of scale factor `sf` live: `root/sf{sf}`."""
+    return Path(root) / f"sf{sf:g}"
+
+
+def table_path(where: Path, table: str) -> Path:
+    return where / f"{table}.parquet"
+
+
+def _settings(sf: float, row_group_rows: int) -> str:
+    return f"sf={sf:g} row_group_rows={row_group_rows}\n"
+
+
+def generate(root: Path, sf: float, row_group_rows: int = ROW_GROUP_ROWS) -> Path:
+    """Write the 8 tables of scale factor `sf` under `root` unless they are there already, made with the
+    same settings; returns their folder. Smaller row groups make more chunks (each row group is one at most)."""
+    where, settings = folder(root, sf), _settings(sf, row_group_rows)
+    marker = where / MARKER
+    if marker.exists() and marker.read_text() == settings:
+        return where
+    marker.unlink(missing_ok=True)
+    where.mkdir(parents=True, exist_ok=True)
+    con = connect()
+    con.execute(f"CALL dbgen(sf={sf})")
+    for table in TABLES:
+        target = table_path(where, table)
+        con.execute(f"COPY {table} TO '{target}' (FORMAT parquet, ROW_GROUP_SIZE {row_group_rows})")
+    con.close()
+    marker.write_text(settings)
+    return where
