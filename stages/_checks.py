@@ -145,6 +145,8 @@ def _arithmetic(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
     past 38 digits after two or three factors; then the operands are narrowed to the digits their values have,
     and the result widened to 38 digits at the scale it would have had, the same type in every chunk. Values
     that do not fit in 38 digits still fail."""
+    if op is operator.truediv:  # a quotient of decimals is rarely a decimal: float64, as pandas divides
+        left, right = _as_float(left), _as_float(right)
     try:
         return op(left, right)
     except pa.ArrowInvalid:
@@ -152,6 +154,10 @@ def _arithmetic(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
             raise
         result = op(_narrowed(left), _narrowed(right))
     return result.astype(pd.ArrowDtype(pa.decimal128(38, result.dtype.pyarrow_dtype.scale)))
+
+
+def _as_float(values: Any) -> Any:
+    return values.astype("float64") if isinstance(values, pd.Series) and is_decimal(values.dtype) else values
 
 
 def _narrowed(values: Any) -> Any:

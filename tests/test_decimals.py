@@ -194,3 +194,14 @@ def test_derived_decimals_are_written_back_as_decimals(warehouse: Path, lineitem
     assert written.column("revenue").to_pylist() == [
         None if p is None else p * (1 - d) for p, d in zip(lineitem["l_extendedprice"], lineitem["l_discount"])
     ]
+
+
+def test_a_quotient_of_decimal_expressions_is_computed():
+    """Dividing decimal expressions would need more than 38 digits of precision: it comes back as float64."""
+    from stages.transform import derive
+
+    money = pd.ArrowDtype(pa.decimal128(15, 2))
+    df = pd.DataFrame({"price": pd.array([Decimal("10.00"), Decimal("3.30")], dtype=money),
+                       "discount": pd.array([Decimal("0.05"), Decimal("0.10")], dtype=money)})
+    out = derive(df, {"share": "price * (1 - discount) / (price * (1 + discount))"})
+    assert out["share"].tolist() == pytest.approx([0.95 / 1.05, 0.9 / 1.1], rel=1e-12)
