@@ -184,11 +184,20 @@ class DaskEngine:
             batch = [(packer.pack(task), deps) for task, deps in items]
             return _awaited(client.submit(run_packed_batch, batch, key=key, pure=False), first)
 
+        accounted: set[int] = set()  # worker pids the nannies stopped for memory, seen by an earlier failure
+
         def recover(error: BaseException) -> Lost | None:
+            """A lost worker; over its memory limit when its nanny stopped it for that, or (a result lost
+            after its task finished, which names no worker) when a nanny stopped one since the last failure:
+            a suspect runs alone, so that was its worker."""
             if not isinstance(error, (KilledWorker, _ResultLost)):
                 return None
-            cluster = self._cluster
-            over = isinstance(error, KilledWorker) and cluster is not None and _stopped_for_memory(cluster, error)
+            over = False
+            if self._cluster is not None:
+                stopped = _stopped_for_memory(self._cluster)
+                pid = getattr(getattr(error, "last_worker", None), "pid", None)
+                over = pid in stopped if isinstance(error, KilledWorker) else bool(stopped - accounted)
+                accounted.update(stopped)
             self._await_workers(client)
             return Lost(exact=False, limit=self._worker_memory if over else None)
 
@@ -256,14 +265,12 @@ def _awaited(future: distributed.Future, key: str) -> Future:
     return settled
 
 
-def _stopped_for_memory(cluster: _PrivateCluster, error: KilledWorker) -> bool:
-    """Whether the dead worker that `error` names was stopped by its nanny for going over its memory limit.
-    The private cluster's nannies live in this process and record the pid they stop before stopping it, so
-    this is known at once (the nanny's report to the scheduler travels on another connection and can come
-    after the task's failure)."""
-    pid = getattr(error.last_worker, "pid", None)
-    stopped = (getattr(getattr(n, "memory_manager", None), "_last_terminated_pid", None) for n in cluster.workers.values())
-    return pid is not None and pid in stopped
+def _stopped_for_memory(cluster: _PrivateCluster) -> set[int]:
+    """The pids of the workers the private cluster's nannies last stopped for going over their memory limit.
+    The nannies live in this process and record the pid before stopping it, so this is known at once (their
+    report to the scheduler travels on another connection and can come after the task's failure)."""
+    pids = (getattr(getattr(n, "memory_manager", None), "_last_terminated_pid", None) for n in cluster.workers.values())
+    return {pid for pid in pids if isinstance(pid, int) and pid > 0}
 
 
 def _security(options: Mapping[str, Any] | None) -> Security | None:
