@@ -24,7 +24,7 @@ from pipeline.io import Manifest, MemorySink
 from pipeline.io.lock import output_lock
 from pipeline.io.scratch import remove, scratch_folder
 from pipeline import tasks
-from pipeline.run import _on_disk, _refuse_overlap, new_run_id
+from pipeline.pipeline_run import _on_disk, _refuse_overlap, new_run_id
 
 PARTITION_SHARE = 4
 

@@ -70,7 +70,7 @@ class Pipeline:
     ) -> Manifest:
         """Run over `source` (a path or Source) into `sink` (a path or Sink); returns the committed manifest.
         `resume=True` reuses the chunks an interrupted run into the same output already finished."""
-        from pipeline.run import execute
+        from pipeline.pipeline_run import execute
 
         self.validate()
         return execute(self, _as_source(source), _as_sink(sink, mode), engine, workers, on_progress, resume)

@@ -83,3 +83,18 @@ def test_graph_mistakes_are_one_line_and_exit_2(flights_project: Path, tmp_path:
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and result.stderr.count("\n") <= 2, result.stderr
     assert not (flights_project / "out" / "flights_graph" / "by_maker.parquet").with_name("x").exists()
+
+
+def test_the_public_run_stays_the_function_whatever_is_imported():
+    """`from pipeline import run` is the graph runner, even after every module of the package is imported
+    (a submodule of the same name would replace it on the package)."""
+    import subprocess
+    import sys
+
+    code = ("import pkgutil, importlib, pipeline\n"
+            "for m in pkgutil.walk_packages(pipeline.__path__, 'pipeline.'):\n"
+            "    importlib.import_module(m.name)\n"
+            "from pipeline import run, read\n"
+            "assert callable(run) and run.__module__ == 'pipeline.dataset', run\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
