@@ -28,6 +28,7 @@ import pyarrow as pa
 from pipeline import shuffle, tasks
 from pipeline.checkpoint import Checkpoint, fingerprints
 from pipeline.dataset import Dataset, Output
+from pipeline.errors import ConfigError
 from pipeline.io import FileSink, MemorySink, Sink
 from pipeline.io.chunk import Chunk, Piece
 from pipeline.io.scratch import ExchangeSource, ScratchSink, ScratchSource
@@ -159,7 +160,13 @@ class GraphCompiler:
         return Parts(name, source, tuple(ScratchSource.chunks(sink, [0])), after=(key,))
 
     def _exchange(self, upstream: Parts, spec: shuffle.Exchange, name: str, n: int | None = None) -> Parts:
-        """Map every part into `n` partitions by `spec`; the result's part p is partition p."""
+        """Map every part into `n` partitions by `spec`; the result's part p is partition p. A key the
+        upstream's known columns lack is refused here, before anything runs."""
+        columns = None if upstream.stages or upstream.schema is None else upstream.schema.names
+        missing = [key for key in spec.keys if columns is not None and key not in columns]
+        if missing:
+            raise ConfigError(f"{name}: key {missing[0]!r} to {'sort' if spec.kind == 'range' else 'partition'} "
+                              f"by is not a column of {upstream.name} (has: {', '.join(columns)})")
         n = spec.partitions or n or max(1, min(MAX_PARTITIONS, len(upstream.chunks)))
         prefix = self._prefix(name)
         folder = os.path.join(self.scratch, prefix)

@@ -236,3 +236,16 @@ def test_one_path_written_by_two_outputs_is_refused(inputs: dict[str, Path], tmp
     with pytest.raises(ConfigError, match="written by more than one output"):
         run(orders.write(out), orders.sort("id").write(out), engine="sync")
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("operator", ["sort", "repartition", "deduplicate"])
+def test_missing_sort_or_shuffle_key_is_refused_before_anything_runs(inputs: dict[str, Path], tmp_path: Path,
+                                                                     operator: str):
+    orders, _ = orders_and(inputs, "customers")
+    out = tmp_path / "out"
+    seen: list[str] = []
+    with pytest.raises(ConfigError) as caught:
+        run_watched(getattr(orders, operator)("okee").write(str(out)), seen=seen)
+    message = str(caught.value)
+    assert re.match(r"orders: key 'okee' to (sort|partition) by is not a column of orders \(has: id, okey", message)
+    assert seen == [] and not out.exists() and leftovers(tmp_path) == []
