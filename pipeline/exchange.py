@@ -25,7 +25,7 @@ import json
 import math
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -288,13 +288,6 @@ def read_partition(paths: Sequence[str], partition: int, schema: pa.Schema | Non
         return (schema or pa.schema([])).empty_table()
     table = pa.concat_tables(parts, promote_options="permissive").unify_dictionaries()
     return table.select(schema.names).cast(schema) if schema is not None else table
-
-
-def iter_partition(paths: Sequence[str], partition: int) -> Iterator[pa.RecordBatch]:
-    """The rows of read_partition one batch at a time, for consumers that go in pieces: a partition bigger
-    than memory stays readable, as only the pages of the batches in use are touched."""
-    for path in paths:
-        yield from _file_part(path, partition).to_batches()
 
 
 def partition_sizes(outputs: Sequence[MapOutput], n: int) -> tuple[list[int], list[int]]:

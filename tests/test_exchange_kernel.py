@@ -24,7 +24,6 @@ from pipeline.exchange import (
     BATCH_ROWS,
     choose_boundaries,
     hash_partitions,
-    iter_partition,
     partition_sizes,
     range_partitions,
     read_partition,
@@ -256,23 +255,22 @@ def test_hash_ids_are_the_same_in_another_process_with_another_hash_seed(tmp_pat
     assert len(set(here[0])) > 5
 
 
-def test_iter_partition_goes_in_pieces_and_matches_read_partition(tmp_path: Path):
+def test_a_big_partition_is_stored_in_pieces_and_read_back_whole(tmp_path: Path):
     rows = 4 * BATCH_ROWS
     table = pa.table({"v": pa.array(np.arange(rows))})
     ids = (np.arange(rows) % 4 == 0).astype(np.int64)  # partition 0 holds 3/4 of the rows, over two files
     halves = [slice(0, rows // 2), slice(rows // 2, rows)]
     paths = [write_map_output(str(tmp_path / f"map-{j}.arrow"), table[half], ids[half], 2).path
              for j, half in enumerate(halves)]
-    batches = list(iter_partition(paths, 0))
+    batches = read_partition(paths, 0).to_batches()
     assert len(batches) == 4 and all(b.num_rows <= BATCH_ROWS for b in batches)
-    assert pa.Table.from_batches(batches).equals(read_partition(paths, 0))
     assert pa.Table.from_batches(batches).column("v").to_pylist() == np.flatnonzero(ids == 0).tolist()
 
 
 def test_a_partition_of_wide_rows_is_cut_by_bytes(tmp_path: Path):
     table = pa.table({"text": pa.array(["x" * 10_000] * 1_000)})
     write_map_output(str(tmp_path / "map.arrow"), table, np.zeros(1_000, dtype=np.int64), 1)
-    batches = list(iter_partition([str(tmp_path / "map.arrow")], 0))
+    batches = read_partition([str(tmp_path / "map.arrow")], 0).to_batches()
     assert len(batches) > 1 and all(b.nbytes <= 1.1 * BATCH_BYTES for b in batches)
     assert pa.Table.from_batches(batches).equals(table)
 
@@ -322,7 +320,7 @@ def test_an_empty_piece_writes_a_valid_file_with_its_schema(tmp_path: Path):
     output = write_map_output(str(tmp_path / "map.arrow"), empty, hash_partitions(empty, ["k"], 3), 3)
     assert output.rows == [0, 0, 0] and output.bytes == [0, 0, 0]
     assert read_partition([output.path], 2).schema == empty.schema
-    assert list(iter_partition([output.path], 1)) == []
+    assert read_partition([output.path], 1).to_batches() == []
     assert choose_boundaries([sample_keys(empty, ["k"], 5)], ["k"], [True], 3).num_rows == 0
 
 
