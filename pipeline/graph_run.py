@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipeline.dataset import Dataset, Output
+from pipeline.dataset import Output
 from pipeline.engines import Engine, get_engine
 from pipeline.engines.memory import parse_size
 from pipeline.errors import ConfigError
@@ -85,18 +85,6 @@ def _refuse_clashes(outputs: Sequence[Output]) -> None:
     twice = sorted({p for p in paths if paths.count(p) > 1})
     if twice:
         raise ConfigError(f"outputs: {twice[0]} is written by more than one output")
-
-
-def datasets(outputs: Sequence[Output]) -> Iterator[Dataset]:
-    """Every dataset the outputs depend on, each once."""
-    seen: set[int] = set()
-    stack: list[Dataset] = [o.dataset for o in outputs]
-    while stack:
-        node = stack.pop()
-        if id(node) not in seen:
-            seen.add(id(node))
-            yield node
-            stack.extend(node.inputs)
 
 
 def describe(outputs: Sequence[Output], scratch: str = "<scratch>") -> Any:
