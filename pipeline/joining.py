@@ -23,7 +23,7 @@ import pyarrow as pa
 from pipeline.batch import to_arrow
 from pipeline.errors import StageError
 from pipeline.io.chunk import Chunk
-from pipeline.io.scratch import read_ipc
+from pipeline.io.scratch import read_ipc_files
 from pipeline.io.source import Source
 from pipeline.join import JoinSpec, join_tables
 
@@ -73,8 +73,7 @@ def _small(paths: tuple[str, ...]) -> pa.Table:
         if table is not None:
             _SIDES.move_to_end(paths)
             return table
-    tables = [read_ipc(path) for path in paths]
-    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+    table = read_ipc_files(paths)
     with _SIDES_LOCK:
         _SIDES[paths] = table
         while len(_SIDES) > _KEPT:

@@ -47,6 +47,12 @@ def write_ipc(path: str, table: pa.Table) -> int:
     return os.path.getsize(path)
 
 
+def read_ipc_files(paths: Sequence[str]) -> pa.Table:
+    """Part files read as one table, in order."""
+    tables = [read_ipc(path) for path in paths]
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+
+
 def read_ipc(path: str) -> pa.Table:
     try:
         with pa.memory_map(path) as source:
@@ -82,8 +88,7 @@ class ScratchSource:
         return self.name
 
     def read(self, chunk: Chunk) -> pa.Table:
-        tables = [read_ipc(piece.path) for piece in chunk.pieces]
-        return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="permissive")
+        return read_ipc_files([piece.path for piece in chunk.pieces])
 
     @staticmethod
     def chunks(sink: ScratchSink, parts: Sequence[int]) -> list[Chunk]:
