@@ -124,8 +124,8 @@ class GraphCompiler:
         names = "+".join(s.name for s in parts.stages)
         label = f"{parts.name}: read{'+' + names if names else ''}+{label}"
         fingerprint = None
-        if parts.resumable and self.staged:
-            os.makedirs(os.path.join(self.scratch, prefix), exist_ok=True)  # stages are digested by their code and params; everything else by its repr
+        if parts.resumable and self.staged:  # stages digested by their code and params, the rest by its repr
+            os.makedirs(os.path.join(self.scratch, prefix), exist_ok=True)
             stages = (*parts.stages, *(a for a in args if isinstance(a, Stage)))
             rest = [a for a in args if not isinstance(a, Stage)]
             fingerprint = fingerprints(stages, parts.source, f"{label}|{rest!r}")
@@ -172,33 +172,17 @@ class GraphCompiler:
         folder = os.path.join(self.scratch, prefix)
         boundaries = None
         if spec.kind == "range":
-            samples = self._samples(upstream, prefix, spec)
+            samples = self._each_part(upstream, prefix, "sample", "sample", shuffle.sample_chunk, (spec,))
             key = f"{prefix}/boundaries"
             self.tasks[key] = Task(key, shuffle.pick_boundaries, (spec, n, *(Ref(k) for k in samples)),
                                    f"{name}: boundaries")
             boundaries = Ref(key)
         source = ExchangeSource(folder, len(upstream.chunks), f"exchange of {name} by {', '.join(spec.keys)}")
-        maps = []
-        for chunk in upstream.chunks:  # each map writes its own file: a retried map rewrites it
-            one = replace(upstream, chunks=(chunk,))
-            path = source.map_path(chunk.index)
-            maps += self._each_part(one, prefix, "map", "exchange", shuffle.map_chunk,
-                                    (spec, n, path, boundaries))
+        maps = self._each_part(upstream, prefix, "map", "exchange", shuffle.map_chunk, (spec, n, source, boundaries))
         done = f"{prefix}/done"
         args = (source.name, spec.keys, self.partition_limit, *(Ref(k) for k in maps))
         self.tasks[done] = Task(done, shuffle.check_skew, args, f"{name}: partition sizes")
         return Parts(name, source, tuple(source.chunks(n)), after=(done,), rows=upstream.rows)
-
-    def _samples(self, upstream: Parts, prefix: str, spec: shuffle.Exchange) -> list[str]:
-        after = tuple(Ref(k) for k in upstream.after)
-        names = "+".join(["read", *(s.name for s in upstream.stages), "sample"])
-        keys = []
-        for chunk in upstream.chunks:
-            key = f"{prefix}/sample-{chunk.index:05d}"
-            args = (upstream.source, chunk, upstream.stages, spec, *after)
-            self.tasks[key] = Task(key, shuffle.sample_chunk, args, f"{upstream.name}: {names}", chunk.index, chunk.label)
-            keys.append(key)
-        return keys
 
     def _join(self, dataset: Dataset) -> Parts:
         left, right = self.parts(dataset.parent), self.parts(dataset.right)
@@ -225,9 +209,8 @@ class GraphCompiler:
         done = self._barrier(prefix, self._each_part(small, prefix, "part", "write", tasks.write_chunk, (sink,)))
         paths = tuple(sink.part(chunk.index) for chunk in small.chunks)
         probe = Stage(BroadcastJoin(paths, spec, side == "left"), f"join {small.name}")
-        self.notes.append(f"{name}: {spec.how} join of {left.name} and {right.name}, {small.name} broadcast "
-                          f"({small.rows:,} rows at most)" if small.rows is not None else
-                          f"{name}: {spec.how} join of {left.name} and {right.name}, {small.name} broadcast")
+        bound = f" ({small.rows:,} rows at most)" if small.rows is not None else ""
+        self.notes.append(f"{name}: {spec.how} join of {left.name} and {right.name}, {small.name} broadcast{bound}")
         rows = big.rows if spec.how in ("semi", "anti") else None
         return replace(big, name=name, stages=(*big.stages, probe), after=(*big.after, done), rows=rows,
                        resumable=False)

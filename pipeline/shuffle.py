@@ -34,6 +34,7 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.engines.memory import format_size
 from pipeline.errors import PipelineError, StageError
 from pipeline.io.chunk import Chunk
+from pipeline.io.scratch import ExchangeSource
 from pipeline.io.source import Source
 from pipeline.stage import Stage
 from pipeline.stats import StageCount
@@ -91,10 +92,12 @@ def exchange(factory: Callable[..., Exchange]) -> Callable[[F], F]:
 
 
 def map_chunk(
-    source: Source, chunk: Chunk, stages: Sequence[Stage], spec: Exchange, n: int, path: str,
+    source: Source, chunk: Chunk, stages: Sequence[Stage], spec: Exchange, n: int, output: ExchangeSource,
     boundaries: pa.Table | None, checkpoint: Checkpoint | None, *after: Any,
 ) -> kernel.MapOutput:
-    """Read one part, run its pending stages, write its rows grouped by partition to `path`."""
+    """Read one part, run its pending stages, write its rows grouped by partition to the exchange's map
+    file for this part (the same name on a retry, which rewrites it)."""
+    path = output.map_path(chunk.index)
     batch, stats, _ = tasks.read_part(source, chunk, stages)
     started = time.perf_counter()
     table = to_arrow(batch)
@@ -116,15 +119,19 @@ def map_chunk(
     return output
 
 
-def sample_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], spec: Exchange, *after: Any) -> pa.Table:
+def sample_chunk(source: Source, chunk: Chunk, stages: Sequence[Stage], spec: Exchange,
+                 checkpoint: Checkpoint | None, *after: Any) -> pa.Table:
     """A few evenly spaced keys of one part, for choosing a range exchange's boundaries."""
     batch, _, _ = tasks.read_part(source, chunk, stages)
     table = to_arrow(batch)
     try:
         _require(table, spec.keys)
-        return kernel.sample_keys(table, spec.keys, SAMPLE_PER_PART)
+        sample = kernel.sample_keys(table, spec.keys, SAMPLE_PER_PART)
     except Exception as exc:
         raise StageError.from_exception(exc, "exchange", chunk.index, chunk.label) from None
+    if checkpoint is not None:
+        checkpoint.save(sample)
+    return sample
 
 
 def pick_boundaries(spec: Exchange, n: int, *samples: pa.Table) -> pa.Table:
