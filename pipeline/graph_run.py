@@ -13,16 +13,16 @@ import contextlib
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from pipeline.dataset import Output
 from pipeline.engines import Engine, get_engine
 from pipeline.engines.memory import parse_size
 from pipeline.errors import ConfigError
 from pipeline.graph import GraphCompiler
-from pipeline.io import Manifest, MemorySink
+from pipeline.io import Manifest
 from pipeline.io.lock import output_lock
 from pipeline.io.scratch import remove, scratch_folder
+from pipeline.plan import Plan
 from pipeline import tasks
 from pipeline.pipeline_run import _on_disk, _refuse_overlap, new_run_id
 
@@ -57,6 +57,8 @@ def execute(outputs: Sequence[Output], engine: str | Engine, workers: int | None
                     _refuse_overlap(source, output.sink)
             manifests = engine.run(plan, on_progress(plan) if on_progress else None)
         except KeyboardInterrupt:
+            if not on_disk:  # nothing to resume into: in memory only
+                remove(scratch)
             raise  # staging and scratch kept: `--resume` picks up what finished
         except BaseException:
             for output in staged:
@@ -81,12 +83,12 @@ def _partition_limit(engine: Engine) -> int | None:
 
 
 def _refuse_clashes(outputs: Sequence[Output]) -> None:
-    paths = [o.sink.path for o in outputs if not isinstance(o.sink, MemorySink)]
+    paths = [o.sink.path for o in outputs if _on_disk(o.sink)]
     twice = sorted({p for p in paths if paths.count(p) > 1})
     if twice:
         raise ConfigError(f"outputs: {twice[0]} is written by more than one output")
 
 
-def describe(outputs: Sequence[Output], scratch: str = "<scratch>") -> Any:
+def describe(outputs: Sequence[Output], scratch: str = "<scratch>") -> Plan:
     """The plan the outputs compile to, without running (nothing is staged or read beyond file footers)."""
     return GraphCompiler(scratch, staged=False).plan(list(outputs))

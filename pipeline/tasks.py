@@ -208,6 +208,6 @@ def commit_all(sinks: Sequence[Sink], counts: Sequence[int], skipped: Sequence[S
     receipts belong to `sinks[i]`, in order. Returns each output's manifest by path."""
     manifests, start = {}, 0
     for sink, count in zip(sinks, counts):
-        manifests[sink.path] = sink.commit(list(receipts[start : start + count]), [list(s) for s in skipped])
+        manifests[sink.path] = commit(sink, skipped, *receipts[start : start + count])
         start += count
     return manifests
