@@ -151,12 +151,14 @@ def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
     return Job(path, config, pipeline, source)
 
 
-def _resolve_paths(config: Config, base: Path) -> Config:
-    def resolve(p: str) -> str:
-        return p if "://" in p else os.path.normpath(base / p)
+def resolve_path(path: str, base: Path) -> str:
+    """A path in the config, relative to the config file's folder (a URL stays as it is)."""
+    return path if "://" in path else os.path.normpath(base / path)
 
-    config.source.path = resolve(config.source.path)
-    config.sink.path = resolve(config.sink.path)
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    config.source.path = resolve_path(config.source.path, base)
+    config.sink.path = resolve_path(config.sink.path, base)
     _resolve_security(config.engine, base)
     return config
 
@@ -168,7 +170,7 @@ def _resolve_security(engine: EngineConfig, base: Path) -> None:
         for field in ("ca_file", "cert_file", "key_file"):
             value = getattr(security, field)
             if value:
-                setattr(security, field, value if "://" in value else os.path.normpath(base / value))
+                setattr(security, field, resolve_path(value, base))
 
 
 def _build_stage(index: int, spec: StageConfig, base: Path, where: str = "stages") -> Stage:

@@ -22,7 +22,6 @@ mistake one line naming the key.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +29,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.config import (
     EngineConfig, Job, SinkConfig, SourceConfig, StageConfig, _build_stage, _describe, _resolve_security, _Section,
+    resolve_path,
 )
 from pipeline.dataset import Dataset, Output, read
 from pipeline.errors import ConfigError
@@ -108,7 +108,7 @@ class _Builder:
         outputs = []
         for name, spec in self.config.outputs.items():
             dataset = self.dataset(spec.from_, f"outputs.{name}.from", ())
-            path = _resolve(spec.path, self.base)
+            path = resolve_path(spec.path, self.base)
             outputs.append(dataset.write(sink_for(path, spec.mode, spec.format, spec.partition_by)))
         return outputs
 
@@ -123,7 +123,7 @@ class _Builder:
     def _build(self, name: str, key: str, visiting: tuple[str, ...]) -> Dataset:
         if name in self.config.inputs:
             spec = self.config.inputs[name]
-            source = FileSource(_resolve(spec.path, self.base), spec.format, spec.columns, spec.filters,
+            source = FileSource(resolve_path(spec.path, self.base), spec.format, spec.columns, spec.filters,
                                 spec.chunk_rows, spec.on_bad_file)
             try:
                 source.files()
@@ -152,6 +152,3 @@ class _Builder:
             dataset = dataset.apply(_build_stage(index, stage, self.base, f"{where}.stages"))
         return dataset.named(name)
 
-
-def _resolve(path: str, base: Path) -> str:
-    return path if "://" in path else os.path.normpath(base / path)
