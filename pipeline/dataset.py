@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline.io import FileSource, Manifest, MemorySink, MemorySource, Sink, Source, sink_for
 from pipeline.join import JoinSpec
-from pipeline.stage import Stage
+from pipeline.stage import Stage, unique_name
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,10 +37,6 @@ class Dataset:
     right: "Dataset | None" = None  # a join: `parent` ⋈ `right`
     join_spec: JoinSpec | None = None
 
-    @property
-    def inputs(self) -> tuple["Dataset", ...]:
-        return tuple(d for d in (self.parent, self.right) if d is not None)
-
     def named(self, name: str) -> "Dataset":
         """The same dataset under another name (used in task keys, `plan` and messages)."""
         return Dataset(name, self.source, self.parent, self.stage, self.right, self.join_spec)
@@ -49,8 +45,7 @@ class Dataset:
         """Apply a stage: a per-chunk function, a reduction or an exchange stage, with `params`."""
         base = name or getattr(fn, "__name__", "stage")
         taken = {d.stage.name for d in self.chain() if d.stage is not None}
-        unique = base if base not in taken else next(f"{base}_{i}" for i in range(2, 10_000) if f"{base}_{i}" not in taken)
-        return self.apply(Stage(fn, unique, params))
+        return self.apply(Stage(fn, unique_name(base, taken), params))
 
     def apply(self, stage: Stage) -> "Dataset":
         stage.check_params()

@@ -22,7 +22,7 @@ from pipeline.engines import DEFAULT_ENGINE, Engine
 from pipeline.errors import ConfigError
 from pipeline.io import FileSource, Manifest, MemorySink, MemorySource, Sink, Source, sink_for
 from pipeline.plan import Plan, compile_plan, discover
-from pipeline.stage import Stage
+from pipeline.stage import Stage, unique_name
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,7 @@ class Pipeline:
         """A new pipeline with one more stage; a repeated name gets a numeric suffix."""
         base = name or getattr(fn, "__name__", "stage")
         taken = {s.name for s in self.stages}
-        unique = base if base not in taken else next(f"{base}_{i}" for i in range(2, 10_000) if f"{base}_{i}" not in taken)
-        return Pipeline((*self.stages, Stage(fn, unique, params)))
+        return Pipeline((*self.stages, Stage(fn, unique_name(base, taken), params)))
 
     def validate(self) -> None:
         """Check every stage's params against its function before anything runs."""

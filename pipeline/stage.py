@@ -90,6 +90,15 @@ class Stage:
             self.exchange()
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, or with the first numeric suffix not taken, so a repeated stage keeps a name of its own.
+
+    >>> unique_name("clean", {"clean", "clean_2"})
+    'clean_3'
+    """
+    return base if base not in taken else next(f"{base}_{i}" for i in range(2, 10_000) if f"{base}_{i}" not in taken)
+
+
 def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence[str]] | None = None):
     """Declare how a stage function works: the batch format it takes and returns, and the input columns it
     reads (a list, or a function of the stage's params). Declared reads let the source read only those
