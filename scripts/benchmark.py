@@ -7,6 +7,12 @@ per-task overhead, a scaling curve and peak memory at 1× and 10× the data.
     python scripts/benchmark.py --quick            # small scales, one repeat: a couple of minutes
     python scripts/benchmark.py --markdown bench-results/latest.json   # the README's tables from a run
 
+The TPC-H suite (the 22 queries of `scripts/tpch.py`, this framework on processes, dask and ray against
+DuckDB, Polars, pandas, Dask DataFrame and Ray Data, and against itself on float64 data):
+
+    python scripts/benchmark.py --tpch [--sf 1] [--queries 1,3] [--only duckdb,ours-processes] [--limit 300]
+    python scripts/benchmark.py --tpch --sf 10 --only ours-processes --baseline bench-results/tpch-sf1.json
+
 Prints tables and PASS/FAIL per target (exit code 0 either way); exits 1 if any system gives a different
 answer or fails to run. `--run-one SYSTEM` is the child side of one measurement (used internally).
 """
@@ -39,7 +45,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--breakdown", action="store_true",
                         help="only time each step of a chunk, ours against the Pool's function, in this process")
     parser.add_argument("--markdown", metavar="JSON", help="only print the README tables of a complete run's JSON")
+    parser.add_argument("--tpch", action="store_true", help="run the TPC-H suite instead of the taxi job")
+    parser.add_argument("--sf", type=float, default=1.0, help="TPC-H scale factor")
+    parser.add_argument("--queries", default="", help="TPC-H: comma-separated query numbers (default: all)")
+    parser.add_argument("--limit", type=float, default=300.0, help="TPC-H: seconds a query may take before "
+                        "it counts as not run")
+    parser.add_argument("--baseline", default="", help="TPC-H: a SF 1 run's JSON, for the peak-memory target")
     parser.add_argument("--run-one", metavar="SYSTEM", help=argparse.SUPPRESS)
+    parser.add_argument("--run-tpch", metavar="SYSTEM", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
     parser.add_argument("--tiny-file", default="", help=argparse.SUPPRESS)
@@ -58,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.child import run_one
 
         return run_one(args.run_one, RunSpec(args.data, args.workers, args.scratch, args.tasks, args.tiny_file))
+    if args.run_tpch:
+        from bench.tpch_child import run_tpch
+        from bench.tpch_systems import TpchSpec
+
+        return run_tpch(args.run_tpch, TpchSpec(args.data, args.workers, args.scratch, _numbers(args.queries)))
     if args.markdown:
         from bench.markdown import render
 
@@ -68,12 +86,32 @@ def main(argv: list[str] | None = None) -> int:
 
         breakdown.main(data.taxi(args.rows, args.files))
         return 0
+    if args.tpch:
+        return _tpch(args, argv)
     from bench.suite import Options
     from bench.suite import main as run_suite
 
     base = getattr(args, "memory_base", (args.rows, args.files))
     return run_suite(Options(args.rows, args.files, args.repeats, args.workers, args.tasks, tuple(base), args.json,
                              tuple(s for s in args.only.split(",") if s)))
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    from tpch.queries import QUERIES
+
+    return tuple(int(n) for n in text.split(",") if n.strip()) or tuple(sorted(QUERIES))
+
+
+def _tpch(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from bench.tpch_suite import TpchOptions, main as run_suite
+    from bench.tpch_systems import DEFAULT_LABELS
+
+    given = {a.split("=")[0] for a in (argv or sys.argv[1:])}
+    json_path = args.json if "--json" in given else f"bench-results/tpch-sf{args.sf:g}.json"
+    labels = tuple(s for s in args.only.split(",") if s) or DEFAULT_LABELS
+    repeats = args.repeats if "--repeats" in given else 1
+    return run_suite(TpchOptions(args.sf, repeats, args.workers, labels, _numbers(args.queries), args.limit,
+                                 json_path, args.baseline))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def extension_file() -> Path:
 def connect() -> duckdb.DuckDBPyConnection:
     """A duckdb connection with the TPC-H extension loaded (for `dbgen` and `PRAGMA tpch`)."""
     con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"LOAD '{extension_file()}'")
     return con
 
@@ -63,3 +64,25 @@ def generate(root: Path, sf: float, row_group_rows: int = ROW_GROUP_ROWS) -> Pat
     con.close()
     marker.write_text(settings)
     return where
+
+
+def float64_copy(where: Path) -> Path:
+    """The same tables with every DECIMAL column stored as DOUBLE, beside them (`sf1` → `sf1-float64`), made
+    once: what the benchmark compares decimal input against."""
+    target = where.with_name(where.name + "-float64")
+    marker = target / MARKER
+    if marker.exists():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    for table in TABLES:
+        source = table_path(where, table)
+        columns = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()
+        select = ", ".join(f"CAST({name} AS DOUBLE) AS {name}" if kind.startswith("DECIMAL") else name
+                           for name, kind, *_ in columns)
+        con.execute(f"COPY (SELECT {select} FROM read_parquet('{source}')) TO '{table_path(target, table)}' "
+                    f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+    con.close()
+    marker.write_text("float64\n")
+    return target
