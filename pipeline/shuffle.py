@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from pipeline import exchange as kernel
+from pipeline import trace
 from pipeline.batch import to_arrow
 from pipeline.checkpoint import Checkpoint
 from pipeline.engines.memory import format_size
@@ -114,6 +115,7 @@ def map_chunk(
     except Exception as exc:
         raise StageError.from_exception(exc, "exchange", chunk.index, chunk.label) from None
     stats["exchange"] = StageCount(table.num_rows, table.num_rows, time.perf_counter() - started, 1)
+    trace.record("exchange", "exchange", stats["exchange"].seconds)
     if checkpoint is not None:
         checkpoint.save(output)
     return output

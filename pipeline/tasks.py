@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from pipeline import trace
 from pipeline.batch import Batch, convert, format_of, rows
 from pipeline.checkpoint import Checkpoint
 from pipeline.errors import PipelineError, StageError
@@ -45,6 +46,7 @@ def _apply(stages: Sequence[Stage], batch: Batch, chunk: int | None, source: str
         except Exception as exc:
             raise StageError.from_exception(exc, stage.name, chunk, source) from None
         stats[stage.name] = StageCount(rows_in, rows(batch), time.perf_counter() - started, 1)
+        trace.record("stage", stage.name, stats[stage.name].seconds)
     return batch
 
 
@@ -63,6 +65,7 @@ def _read(source: Source, chunk: Chunk, stats: Stats, skipped: list[list[str]], 
         skipped.append([exc.path, exc.reason])
         batch = source.empty()
     stats["read"] = StageCount(rows(batch), rows(batch), time.perf_counter() - started, 1)
+    trace.record(getattr(source, "trace_kind", "read"), "read", stats["read"].seconds)
     return batch
 
 
@@ -134,6 +137,7 @@ def _write(sink: Sink, batch: Batch, chunk: int | None, source: str, stats: Stat
     receipt = sink.write_part(batch, chunk, stats, source)
     stats["write"].rows_in = stats["write"].rows_out = receipt.rows  # a lazy batch has rows once written
     stats["write"].seconds = time.perf_counter() - started
+    trace.record("write", "write", stats["write"].seconds)
     return receipt
 
 
@@ -158,6 +162,7 @@ def _partial(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Sta
     except Exception as exc:  # a lazy chain runs here: its stages' errors surface here too
         raise StageError.from_exception(exc, reducer.name, chunk.index, chunk.label) from None
     stats[reducer.name] = StageCount(rows(batch), 0, time.perf_counter() - started, 1)
+    trace.record("reduce", reducer.name, stats[reducer.name].seconds)
     return Partial(value, stats, skipped)
 
 
@@ -168,10 +173,12 @@ def reuse(checkpoint: Checkpoint) -> Any:
 
 def combine(reducer: Stage, *parts: Partial) -> Partial:
     """Merge consecutive partials (in chunk order) into one."""
+    started = time.perf_counter()
     try:
         value = reducer.reduction().combine([p.value for p in parts])
     except Exception as exc:
         raise StageError.from_exception(exc, reducer.name, None, "") from None
+    trace.record("reduce", reducer.name, time.perf_counter() - started)
     return Partial(value, merge(p.stats for p in parts), [s for p in parts for s in p.skipped])
 
 
@@ -185,6 +192,7 @@ def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial) 
         raise StageError.from_exception(exc, reducer.name, None, "") from None
     stats[reducer.name].rows_out = len(df)
     stats[reducer.name].seconds += time.perf_counter() - started
+    trace.record("reduce", reducer.name, time.perf_counter() - started)
     batch = _apply(after, df, None, "", stats)
     receipt = _write(sink, batch, None, "", stats)
     receipt.skipped = part.skipped

@@ -20,6 +20,7 @@ from typing import Any
 
 import cloudpickle
 
+from pipeline import trace
 from pipeline.io.chunk import Chunk
 from pipeline.plan import Ref, Task
 
@@ -76,7 +77,7 @@ def run_packed(payload: Payload, *dep_values: Any) -> Any:
     """Unpack a task and run it with its `Ref` placeholders replaced by `dep_values`, in order."""
     fn, *args = (_load(part) if part else _HOLE for part in payload)
     values = iter(dep_values)
-    return fn(*(next(values) if a is _HOLE else a for a in args))
+    return trace.task(fn, *(next(values) if a is _HOLE else a for a in args))
 
 
 def _load(part: bytes) -> Any:

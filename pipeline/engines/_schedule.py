@@ -29,6 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline import trace
 from pipeline.engines.memory import format_size
 from pipeline.errors import PipelineError, StageError
 from pipeline.plan import Plan, Ref, Task
@@ -196,7 +197,7 @@ def _times(count: int) -> str:
 def call(task: Task, dep_values: list[Any]) -> Any:
     """Run a task in this process, its `Ref` arguments replaced by the dependencies' results."""
     values = iter(dep_values)
-    return task.fn(*(next(values) if isinstance(a, Ref) else a for a in task.args))
+    return trace.task(task.fn, *(next(values) if isinstance(a, Ref) else a for a in task.args))
 
 
 def call_batch(items: list[Item]) -> tuple[list[Any], float]:

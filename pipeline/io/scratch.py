@@ -83,6 +83,7 @@ class ScratchSource:
 
     name: str
     columns: Sequence[str] | None = None
+    trace_kind = "exchange read"  # reads what the run itself wrote, not its input
 
     def describe(self) -> str:
         return self.name
@@ -103,6 +104,7 @@ class ExchangeSource:
     maps: int
     name: str
     columns: Sequence[str] | None = None
+    trace_kind = "exchange read"
 
     def describe(self) -> str:
         return self.name

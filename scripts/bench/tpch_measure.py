@@ -61,7 +61,7 @@ class Follower:
         self.scratch = scratch
         self.records: dict[int, dict] = {}
         self.current: int | None = None
-        self.started = self.peak = 0.0
+        self.started = self.peak = self.started_at = 0.0
         self.busy = self.tree_cpu = 0.0
         self.system_error: dict | None = None
         self.phases: dict[str, float] = {}
@@ -84,6 +84,7 @@ class Follower:
             kind = event["event"]
             if kind == "start":
                 self.current, self.started, self.peak = event["query"], time.perf_counter(), rss
+                self.started_at = event["at"]
                 self.busy, self.tree_cpu = busy_cpu_s(), self.tree.cpu_s
             elif kind in ("done", "error"):
                 self.finish(event)
@@ -97,7 +98,7 @@ class Follower:
         wall = max(time.perf_counter() - self.started, 1e-9)
         foreign = max(0.0, busy_cpu_s() - self.busy - (self.tree.cpu_s - self.tree_cpu)) / wall
         record = {"query": number, "peak_rss_mb": self.peak / 2**20, "foreign_cores": foreign,
-                  "noisy": foreign > NOISY_CORES}
+                  "noisy": foreign > NOISY_CORES, "window": (self.started_at, event["at"])}
         if event["event"] == "done":
             record["seconds"] = event["seconds"]
             record["answer"] = pd.read_parquet(answer_path(self.scratch, number))
@@ -118,8 +119,9 @@ def _died(returncode: int) -> str:
 
 
 def measure_system(label: str, data: str, workers: int, queries: list[int], scratch_root: Path,
-                   limit: float) -> tuple[list[dict], dict[str, float]]:
-    """Every query of `label` over `data`, in as few fresh processes as it takes: (records, phase seconds)."""
+                   limit: float, env: dict[str, str] | None = None) -> tuple[list[dict], dict[str, float]]:
+    """Every query of `label` over `data`, in as few fresh processes as it takes: (records, phase seconds).
+    `env`: extra environment variables for the process."""
     records: dict[int, dict] = {}
     phases: dict[str, float] = {}
     remaining = list(queries)
@@ -129,7 +131,7 @@ def measure_system(label: str, data: str, workers: int, queries: list[int], scra
         command = [sys.executable, str(BENCHMARK), "--run-tpch", label, "--data", data, "--workers", str(workers),
                    "--scratch", scratch, "--queries", ",".join(map(str, remaining))]
         with open(os.path.join(scratch, "log.txt"), "wb") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(),
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**child_env(), **(env or {})},
                                     start_new_session=True)
             follower = Follower(scratch, Tree(proc.pid))
             while proc.poll() is None:

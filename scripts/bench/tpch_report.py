@@ -54,3 +54,19 @@ def query_table(summary: dict[str, dict[int, dict]], queries: tuple[int, ...]) -
     table.add_row("total", *totals)
     table.add_row("peak MB", *peaks)
     console.print(table)
+
+
+def breakdown_table(rows: dict[int, dict]) -> None:
+    """Seconds per kind of work for each join query (summed over workers, so they add up to workers × wall)."""
+    from bench.tpch_breakdown import CATEGORIES
+
+    table = Table(title="Where ours-processes spends its time in the join queries (seconds, summed over workers)")
+    for column in ("query", "wall s", *CATEGORIES):
+        table.add_column(column, justify="left" if column == "query" else "right")
+    for number, row in sorted(rows.items()):
+        table.add_row(f"Q{number:02d}", f"{row['seconds']:.2f}", *(f"{row[c]:.2f}" for c in CATEGORIES))
+    totals = {c: sum(row[c] for row in rows.values()) for c in CATEGORIES}
+    whole = sum(totals.values()) or 1.0
+    table.add_row("share", f"{sum(r['seconds'] for r in rows.values()):.2f}",
+                  *(f"{100 * totals[c] / whole:.0f}%" for c in CATEGORIES))
+    console.print(table)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench import machine, report, tpch_report
 from bench.measure import wait_until_quiet
+from bench.tpch_breakdown import breakdown
 from bench.tpch_measure import measure_system
 from bench.tpch_systems import FLOAT64
 from bench.tpch_targets import targets
@@ -90,9 +91,14 @@ def main(opts: TpchOptions) -> int:
             records += found
             tpch_report.progress_line(repeat, opts.repeats, label, found)
     summary = summarise(records)
+    split = {}
+    if "ours-processes" in opts.labels:
+        console.rule("breakdown: one more run of ours-processes with spans recorded")
+        split = breakdown(str(where), opts.workers, list(opts.queries), scratch, opts.limit)
     found_targets = targets(summary, opts)
     console.rule("results")
     tpch_report.query_table(summary, opts.queries)
+    tpch_report.breakdown_table(split)
     tpch_report.targets_table(found_targets)
     problems = [f"{label} Q{n:02d}: {row['verdict']}" for label, rows in summary.items() for n, row in rows.items()
                 if row.get("verdict", "ok") != "ok"]
@@ -104,7 +110,7 @@ def main(opts: TpchOptions) -> int:
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine.info(), "options": opts.__dict__, "seconds": seconds,
         "summary": {label: {str(n): row for n, row in rows.items()} for label, rows in summary.items()},
-        "phases": phases, "targets": [t.as_dict() for t in found_targets], "problems": problems,
+        "phases": phases, "breakdown": {str(n): row for n, row in split.items()}, "targets": [t.as_dict() for t in found_targets], "problems": problems,
         "runs": [{k: v for k, v in r.items() if k != "traceback"} for r in records],
     })
     console.print(f"done in {seconds / 60:.1f} min")
