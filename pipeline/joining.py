@@ -14,12 +14,14 @@ joins, the left side for inner and right joins. A full join is always a shuffle.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 
+from pipeline import trace
 from pipeline.batch import to_arrow
 from pipeline.errors import StageError
 from pipeline.io.chunk import Chunk
@@ -90,13 +92,19 @@ class JoinSource:
     spec: JoinSpec
     name: str
     columns: Sequence[str] | None = None
+    trace_kind = None  # records its own spans: reading both partitions, then the join
 
     def describe(self) -> str:
         return self.name
 
     def read(self, chunk: Chunk) -> pa.Table:
+        started = time.perf_counter()
         left, right = to_arrow(self.left.read(chunk)), to_arrow(self.right.read(chunk))
+        trace.record("exchange read", "read", time.perf_counter() - started)
+        started = time.perf_counter()
         try:
-            return join_tables(left, right, self.spec)
+            joined = join_tables(left, right, self.spec)
         except Exception as exc:
             raise StageError.from_exception(exc, self.name, chunk.index, chunk.label) from None
+        trace.record("stage", self.name, time.perf_counter() - started)
+        return joined

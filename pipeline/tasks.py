@@ -65,7 +65,9 @@ def _read(source: Source, chunk: Chunk, stats: Stats, skipped: list[list[str]], 
         skipped.append([exc.path, exc.reason])
         batch = source.empty()
     stats["read"] = StageCount(rows(batch), rows(batch), time.perf_counter() - started, 1)
-    trace.record(getattr(source, "trace_kind", "read"), "read", stats["read"].seconds)
+    kind = getattr(source, "trace_kind", "read")  # None: the source records its own spans
+    if kind:
+        trace.record(kind, "read", stats["read"].seconds)
     return batch
 
 

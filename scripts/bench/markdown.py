@@ -38,6 +38,10 @@ def render(path: str) -> str:
         result = json.load(fh)
     if not result.get("complete"):
         raise SystemExit(f"{path} is not a complete run")
+    if result.get("suite") == "tpch":
+        from bench import tpch_markdown
+
+        return tpch_markdown.render(result)
     opts, machine, summary = result["options"], result["machine"], result["summary"]
     libs = machine["libraries"]
     lines = [

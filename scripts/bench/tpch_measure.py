@@ -23,6 +23,17 @@ from bench.measure import BENCHMARK, NOISY_CORES, busy_cpu_s, child_env
 from bench.tpch_child import PROGRESS, answer_path
 
 POLL = 0.05
+SPILL_EVERY = 10  # polls between measurements of the temporary folder
+
+
+def folder_bytes(folder: str) -> int:
+    """Bytes of the files under `folder` now (files may vanish while we look)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
 
 
 class Tree:
@@ -65,6 +76,8 @@ class Follower:
         self.busy = self.tree_cpu = 0.0
         self.system_error: dict | None = None
         self.phases: dict[str, float] = {}
+        self.temp = os.path.join(scratch, "tmp")  # the process's TMPDIR: where our scratch folders go
+        self.polls = self.spill = 0
 
     def events(self) -> list[dict]:
         try:
@@ -80,10 +93,14 @@ class Follower:
     def follow(self) -> None:
         rss = self.tree.sample()
         self.peak = max(self.peak, rss)
+        self.polls += 1
+        if self.current is not None and self.polls % SPILL_EVERY == 0:
+            self.spill = max(self.spill, folder_bytes(self.temp))
         for event in self.events():
             kind = event["event"]
             if kind == "start":
                 self.current, self.started, self.peak = event["query"], time.perf_counter(), rss
+                self.spill = 0
                 self.started_at = event["at"]
                 self.busy, self.tree_cpu = busy_cpu_s(), self.tree.cpu_s
             elif kind in ("done", "error"):
@@ -98,7 +115,8 @@ class Follower:
         wall = max(time.perf_counter() - self.started, 1e-9)
         foreign = max(0.0, busy_cpu_s() - self.busy - (self.tree.cpu_s - self.tree_cpu)) / wall
         record = {"query": number, "peak_rss_mb": self.peak / 2**20, "foreign_cores": foreign,
-                  "noisy": foreign > NOISY_CORES, "window": (self.started_at, event["at"])}
+                  "noisy": foreign > NOISY_CORES, "window": (self.started_at, event["at"]),
+                  "temp_mb": self.spill / 2**20}
         if event["event"] == "done":
             record["seconds"] = event["seconds"]
             record["answer"] = pd.read_parquet(answer_path(self.scratch, number))
@@ -128,10 +146,11 @@ def measure_system(label: str, data: str, workers: int, queries: list[int], scra
     while remaining:
         scratch_root.mkdir(parents=True, exist_ok=True)
         scratch = tempfile.mkdtemp(prefix=f"{label}-", dir=scratch_root)
+        os.mkdir(os.path.join(scratch, "tmp"))
         command = [sys.executable, str(BENCHMARK), "--run-tpch", label, "--data", data, "--workers", str(workers),
                    "--scratch", scratch, "--queries", ",".join(map(str, remaining))]
         with open(os.path.join(scratch, "log.txt"), "wb") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**child_env(), **(env or {})},
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**child_env(), "TMPDIR": os.path.join(scratch, "tmp"), **(env or {})},
                                     start_new_session=True)
             follower = Follower(scratch, Tree(proc.pid))
             while proc.poll() is None:

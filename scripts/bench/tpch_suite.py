@@ -59,6 +59,7 @@ def summarise(records: list[dict]) -> dict[str, dict[int, dict]]:
             if quiet:
                 row.update(seconds=statistics.median(r["seconds"] for r in quiet),
                            peak_rss_mb=max(r["peak_rss_mb"] for r in quiet),
+                           temp_mb=max(r.get("temp_mb", 0.0) for r in quiet),
                            verdict=next((r["verdict"] for r in quiet if r["verdict"] != "ok"), "ok"))
             else:
                 row["error"] = runs[0]["error"]

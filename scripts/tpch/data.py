@@ -26,9 +26,9 @@ def extension_file() -> Path:
     return found[0]
 
 
-def connect() -> duckdb.DuckDBPyConnection:
+def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     """A duckdb connection with the TPC-H extension loaded (for `dbgen` and `PRAGMA tpch`)."""
-    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con = duckdb.connect(database, config={"allow_unsigned_extensions": "true"})
     con.execute("SET enable_progress_bar = false")
     con.execute(f"LOAD '{extension_file()}'")
     return con
@@ -56,12 +56,16 @@ def generate(root: Path, sf: float, row_group_rows: int = ROW_GROUP_ROWS) -> Pat
         return where
     marker.unlink(missing_ok=True)
     where.mkdir(parents=True, exist_ok=True)
-    con = connect()
+    # past SF 1 the tables are generated into a database file, so memory is not what bounds the scale
+    database = where / "dbgen.duckdb"
+    database.unlink(missing_ok=True)
+    con = connect(str(database) if sf > 1 else ":memory:")
     con.execute(f"CALL dbgen(sf={sf})")
     for table in TABLES:
         target = table_path(where, table)
         con.execute(f"COPY {table} TO '{target}' (FORMAT parquet, ROW_GROUP_SIZE {row_group_rows})")
     con.close()
+    database.unlink(missing_ok=True)
     marker.write_text(settings)
     return where
 
