@@ -21,8 +21,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from pipeline.aggregate_polars import as_pandas, polars_partial
+from pipeline import aggregate_arrow, aggregate_polars
+from pipeline.aggregate_arrow import arrow_combine, arrow_partial
+from pipeline.aggregate_polars import polars_partial
 from pipeline.batch import Batch, convert, format_of, is_decimal
 
 # function -> the per-chunk state columns it needs
@@ -117,6 +120,9 @@ class GroupAggregate:
         """The chunk's state. A Polars chunk is reduced by Polars; anything else by pandas."""
         if format_of(df) in ("polars", "polars-lazy"):
             return polars_partial(self, df)
+        by_arrow = arrow_partial(self, df)
+        if by_arrow is not None:
+            return by_arrow
         df = convert(df, "pandas")
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
@@ -140,8 +146,10 @@ class GroupAggregate:
 
     def combine(self, parts: Sequence[AggState]) -> AggState:
         frames = [p.frame for p in parts if len(p.frame)] or [parts[0].frame]
-        if not all(isinstance(f, pd.DataFrame) for f in frames):  # partials Polars computed
-            frames = as_pandas(self, frames)
+        if all(isinstance(f, pa.Table) for f in frames):  # Arrow's states stay Arrow (see `aggregate_arrow`)
+            return arrow_combine(self, frames)
+        if not all(isinstance(f, pd.DataFrame) for f in frames):  # partials Polars or Arrow computed
+            frames = aggregate_arrow.as_pandas(self, aggregate_polars.as_pandas(self, frames))
         frame = _concat(frames)
         grouped = frame.groupby(level=list(range(len(self.keys))), sort=False, observed=True)
         out: dict[str, pd.Series] = {}
@@ -161,6 +169,8 @@ class GroupAggregate:
 
     def finalize(self, part: AggState) -> pd.DataFrame:
         part = self.combine([part])
+        if isinstance(part.frame, pa.Table):
+            part = AggState(aggregate_arrow.as_pandas(self, [part.frame])[0])
         state = part.frame if self.by else _one_row(part.frame)
         result = pd.DataFrame(index=state.index)
         for out, spec in self.aggs.items():
