@@ -117,7 +117,8 @@ class GroupAggregate:
     batch = "any"  # takes pandas, Arrow or Polars chunks as they come (see `partial`)
 
     def partial(self, df: Batch) -> AggState:
-        """The chunk's state. A Polars chunk is reduced by Polars; anything else by pandas."""
+        """The chunk's state. A Polars chunk is reduced by Polars; the common functions over numbers by Arrow
+        (`aggregate_arrow`); anything else by pandas."""
         if format_of(df) in ("polars", "polars-lazy"):
             return polars_partial(self, df)
         by_arrow = arrow_partial(self, df)
