@@ -67,7 +67,7 @@ class Tree:
 class Follower:
     """Reads the child's progress file as it grows and turns its events into per-query records."""
 
-    def __init__(self, scratch: str, tree: Tree) -> None:
+    def __init__(self, scratch: str, temp: str, tree: Tree) -> None:
         self.path, self.offset, self.tree = os.path.join(scratch, PROGRESS), 0, tree
         self.scratch = scratch
         self.records: dict[int, dict] = {}
@@ -76,7 +76,7 @@ class Follower:
         self.busy = self.tree_cpu = 0.0
         self.system_error: dict | None = None
         self.phases: dict[str, float] = {}
-        self.temp = os.path.join(scratch, "tmp")  # the process's TMPDIR: where our scratch folders go
+        self.temp = temp  # the process's TMPDIR: where our scratch folders go
         self.polls = self.spill = 0
 
     def events(self) -> list[dict]:
@@ -146,13 +146,13 @@ def measure_system(label: str, data: str, workers: int, queries: list[int], scra
     while remaining:
         scratch_root.mkdir(parents=True, exist_ok=True)
         scratch = tempfile.mkdtemp(prefix=f"{label}-", dir=scratch_root)
-        os.mkdir(os.path.join(scratch, "tmp"))
+        temp = tempfile.mkdtemp(prefix="tpch-")  # short: Ray puts its sockets under TMPDIR, and their paths are capped
         command = [sys.executable, str(BENCHMARK), "--run-tpch", label, "--data", data, "--workers", str(workers),
                    "--scratch", scratch, "--queries", ",".join(map(str, remaining))]
         with open(os.path.join(scratch, "log.txt"), "wb") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**child_env(), "TMPDIR": os.path.join(scratch, "tmp"), **(env or {})},
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**child_env(), "TMPDIR": temp, **(env or {})},
                                     start_new_session=True)
-            follower = Follower(scratch, Tree(proc.pid))
+            follower = Follower(scratch, temp, Tree(proc.pid))
             while proc.poll() is None:
                 follower.follow()
                 if follower.current is not None and time.perf_counter() - follower.started > limit:
@@ -176,6 +176,7 @@ def measure_system(label: str, data: str, workers: int, queries: list[int], scra
         records.update(follower.records)
         phases = phases or follower.phases
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(temp, ignore_errors=True)
         remaining = [n for n in remaining if n not in records]
     return [records[n] for n in queries], phases
 

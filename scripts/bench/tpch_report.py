@@ -62,6 +62,8 @@ def breakdown_table(rows: dict[int, dict]) -> None:
     """Seconds per kind of work for each join query (summed over workers, so they add up to workers × wall)."""
     from bench.tpch_breakdown import CATEGORIES
 
+    if not rows:
+        return
     table = Table(title="Where ours-processes spends its time in the join queries (seconds, summed over workers)")
     for column in ("query", "wall s", *CATEGORIES):
         table.add_column(column, justify="left" if column == "query" else "right")
