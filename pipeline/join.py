@@ -227,9 +227,11 @@ def _values(column: _Column, left: pa.Table, right: pa.Table, spec: JoinSpec,
                        _cast(right.column(spec.right_on[key]), to).take(rrow))
 
 
-def join_tables(left: pa.Table, right: pa.Table, spec: JoinSpec) -> pa.Table:
-    """Join one piece of each side with the semantics above."""
+def join_tables(left: pa.Table, right: pa.Table, spec: JoinSpec,
+                rows: tuple[pa.Array, pa.Array | None] | None = None) -> pa.Table:
+    """Join one piece of each side with the semantics above. `rows`: each output row's row number on the
+    left and on the right (null where that side has none), when the caller has found them already."""
     schema = spec.output_schema(left.schema, right.schema)
-    rows = _matched_rows(left, right, spec)
+    rows = rows if rows is not None else _matched_rows(left, right, spec)
     columns = [_values(c, left, right, spec, rows) for c in _plan(spec, left.schema, right.schema)]
     return pa.Table.from_arrays(columns, schema=schema)

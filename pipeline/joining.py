@@ -28,10 +28,11 @@ from pipeline.io.chunk import Chunk
 from pipeline.io.scratch import read_ipc_files
 from pipeline.io.source import Source
 from pipeline.join import JoinSpec, join_tables
+from pipeline.lookup_join import SmallSide, matched_rows
 
 BROADCAST_ROWS = 250_000  # a side known to be at most this big is sent whole to every task of the other
 _KEPT = 2  # broadcast sides each worker process keeps
-_SIDES: OrderedDict[tuple[str, ...], pa.Table] = OrderedDict()
+_SIDES: OrderedDict[tuple[str, ...], SmallSide] = OrderedDict()
 _SIDES_LOCK = threading.Lock()
 
 
@@ -65,17 +66,20 @@ class BroadcastJoin:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         small = _small(self.paths)
-        return join_tables(small, table, self.spec) if self.small_is_left else join_tables(table, small, self.spec)
+        rows = matched_rows(small, table, self.spec, self.small_is_left)
+        if self.small_is_left:
+            return join_tables(small.table, table, self.spec, rows)
+        return join_tables(table, small.table, self.spec, rows)
 
 
-def _small(paths: tuple[str, ...]) -> pa.Table:
+def _small(paths: tuple[str, ...]) -> SmallSide:
     """The small side, read once per process: every part of the big side in this process joins with it."""
     with _SIDES_LOCK:
         table = _SIDES.get(paths)
         if table is not None:
             _SIDES.move_to_end(paths)
             return table
-    table = read_ipc_files(paths)
+    table = SmallSide(read_ipc_files(paths))
     with _SIDES_LOCK:
         _SIDES[paths] = table
         while len(_SIDES) > _KEPT:

@@ -1,0 +1,60 @@
+"""A broadcast probe by lookup (`pipeline.lookup_join`) gives the hash join's rows for every kind of join it
+answers, null keys and keys of other integer widths included, and declines what it cannot answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipeline.join import JoinSpec, join_tables
+from pipeline.lookup_join import SmallSide, matched_rows
+
+
+def _sorted(table: pa.Table) -> list[tuple]:
+    rows = list(zip(*(c.to_pylist() for c in table.columns)))
+    return sorted(rows, key=lambda row: tuple((v is None, v if v is not None else 0) for v in row))
+
+
+def _tables(seed: int) -> tuple[pa.Table, pa.Table]:
+    rng = np.random.default_rng(seed)
+    keys = rng.permutation(np.arange(0, 60))[:40]  # unique, some big-side keys find nothing
+    small = pa.table({"id": pa.array(keys, pa.int32()), "name": [f"n{k}" for k in keys],
+                      "v": rng.random(40)})
+    big_keys = rng.integers(-5, 70, 300)
+    nulls = rng.random(300) < 0.1
+    big = pa.table({"ref": pa.array(big_keys, pa.int64(), mask=nulls), "v": rng.random(300)})
+    return small, big
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("how", ["inner", "left", "semi", "anti"])
+def test_small_right_side_gives_the_hash_joins_rows(how: str, seed: int):
+    small, big = _tables(seed)
+    spec = JoinSpec.of(left_on="ref", right_on="id", how=how)
+    rows = matched_rows(SmallSide(small), big, spec, small_is_left=False)
+    assert rows is not None
+    assert _sorted(join_tables(big, small, spec, rows)) == _sorted(join_tables(big, small, spec))
+
+
+@pytest.mark.parametrize("how", ["inner", "right"])
+def test_small_left_side_gives_the_hash_joins_rows(how: str):
+    small, big = _tables(7)
+    spec = JoinSpec.of(left_on="id", right_on="ref", how=how)
+    rows = matched_rows(SmallSide(small), big, spec, small_is_left=True)
+    assert rows is not None
+    expected = join_tables(small, big, spec)
+    assert join_tables(small, big, spec, rows).schema == expected.schema
+    assert _sorted(join_tables(small, big, spec, rows)) == _sorted(expected)
+
+
+def test_declines_what_a_lookup_cannot_answer():
+    small, big = _tables(1)
+    spec = JoinSpec.of(left_on="ref", right_on="id")
+    repeated = pa.table({"id": pa.array([1, 1, 2], pa.int64())})
+    assert matched_rows(SmallSide(repeated), big, spec, small_is_left=False) is None  # keys not unique
+    named = pa.table({"id": ["a", "b"]})
+    assert matched_rows(SmallSide(named), big.set_column(0, "ref", pa.array(["a"] * 300)), spec, False) is None
+    two_keys = JoinSpec.of(left_on=["ref", "v"], right_on=["id", "v"])
+    assert matched_rows(SmallSide(small), big, two_keys, small_is_left=False) is None
+    assert matched_rows(SmallSide(small), big, JoinSpec.of(left_on="id", right_on="ref", how="full"), True) is None
