@@ -7,6 +7,7 @@ stage instance and chunk failed.
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -75,17 +76,29 @@ def evaluate(df: pd.DataFrame, expr: str, stage: str, values: Mapping[str, Any] 
 
 def _eval(df: pd.DataFrame, expr: str, values: dict[str, Any]) -> pd.Series | object:
     """``DataFrame.eval``; where it refuses Arrow-backed columns (its type check cannot type a decimal
-    next to a number, as in ``price * (1 - discount)``), the same operators applied to the columns."""
-    try:
-        return df.eval(expr, local_dict=values, global_dict={})
-    except (TypeError, AttributeError, pa.ArrowInvalid):  # the type check fails in either way
-        if not any(isinstance(dtype, pd.ArrowDtype) for dtype in df.dtypes):
-            raise
-    tree = ast.parse(expr.strip().replace("@", _VALUE), mode="eval").body
-    return _columnwise(df, tree, values)
+    next to a number, as in ``price * (1 - discount)``), the same operators applied to the columns. A refusal
+    is remembered for the expression and the columns' types, so later chunks skip the attempt (it costs more
+    than the evaluation)."""
+    signature = (expr, tuple(zip(df.columns, map(str, df.dtypes))))
+    if signature not in _REFUSED:
+        try:
+            return df.eval(expr, local_dict=values, global_dict={})
+        except (TypeError, AttributeError, pa.ArrowInvalid):  # the type check fails in either way
+            if not any(isinstance(dtype, pd.ArrowDtype) for dtype in df.dtypes):
+                raise
+        if len(_REFUSED) < _REMEMBERED:
+            _REFUSED.add(signature)
+    return _columnwise(df, _parsed(expr), values)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(expr: str) -> ast.AST:
+    return ast.parse(expr.strip().replace("@", _VALUE), mode="eval").body
 
 
 _VALUE = "_value_"  # `@name` in an expression, where the fallback parses it as Python
+_REFUSED: set[tuple] = set()  # (expression, column types) that DataFrame.eval refused
+_REMEMBERED = 1024
 
 
 _ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
