@@ -53,6 +53,8 @@ def render(result: dict) -> str:
     lines.append("| peak RSS MB | " + " | ".join(peaks) + " |")
     temps = [f"{max((r.get('temp_mb', 0) for r in summary[label].values()), default=0):.0f}" for label in labels]
     lines.append("| peak temporary files MB (spill) | " + " | ".join(temps) + " |")
+    cpus = [f"{sum(r.get('cpu_s', 0) for r in summary[label].values()):.1f}" for label in labels]
+    lines.append("| CPU seconds, all queries (process tree) | " + " | ".join(cpus) + " |")
     lines += ["", "| target | measured | limit | result |", "|---|---:|---:|---|"]
     for t in result["targets"]:
         measured = "—" if t["measured"] is None else f"{t['measured']:.2f}"

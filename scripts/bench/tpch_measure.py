@@ -113,8 +113,9 @@ class Follower:
     def finish(self, event: dict) -> None:
         number = event["query"]
         wall = max(time.perf_counter() - self.started, 1e-9)
-        foreign = max(0.0, busy_cpu_s() - self.busy - (self.tree.cpu_s - self.tree_cpu)) / wall
-        record = {"query": number, "peak_rss_mb": self.peak / 2**20, "foreign_cores": foreign,
+        tree_cpu = self.tree.cpu_s - self.tree_cpu  # as last sampled: a process gone since counts to its last sample
+        foreign = max(0.0, busy_cpu_s() - self.busy - tree_cpu) / wall
+        record = {"query": number, "peak_rss_mb": self.peak / 2**20, "foreign_cores": foreign, "cpu_s": tree_cpu,
                   "noisy": foreign > NOISY_CORES, "window": (self.started_at, event["at"]),
                   "temp_mb": self.spill / 2**20}
         if event["event"] == "done":

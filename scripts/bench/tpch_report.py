@@ -45,16 +45,18 @@ def query_table(summary: dict[str, dict[int, dict]], queries: tuple[int, ...]) -
         table.add_column(label, justify="right")
     for number in queries:
         table.add_row(f"Q{number:02d}", *(_cell(summary[label].get(number)) for label in labels))
-    totals, peaks, temps = [], [], []
+    totals, peaks, temps, cpus = [], [], [], []
     for label in labels:
         rows = summary[label].values()
         ran = [r["seconds"] for r in rows if "seconds" in r]
         totals.append(f"{sum(ran):.2f}" + ("" if len(ran) == len(rows) else f" ({len(ran)}/{len(rows)})"))
         peaks.append(f"{max((r.get('peak_rss_mb', 0) for r in rows), default=0):.0f}")
         temps.append(f"{max((r.get('temp_mb', 0) for r in rows), default=0):.0f}")
+        cpus.append(f"{sum(r.get('cpu_s', 0) for r in rows):.1f}")
     table.add_row("total", *totals)
     table.add_row("peak MB", *peaks)
     table.add_row("temp files MB", *temps)
+    table.add_row("CPU s (process tree)", *cpus)
     console.print(table)
 
 

@@ -60,6 +60,7 @@ def summarise(records: list[dict]) -> dict[str, dict[int, dict]]:
                 row.update(seconds=statistics.median(r["seconds"] for r in quiet),
                            peak_rss_mb=max(r["peak_rss_mb"] for r in quiet),
                            temp_mb=max(r.get("temp_mb", 0.0) for r in quiet),
+                           cpu_s=statistics.median(r.get("cpu_s", 0.0) for r in quiet),
                            verdict=next((r["verdict"] for r in quiet if r["verdict"] != "ok"), "ok"))
             else:
                 row["error"] = runs[0]["error"]
