@@ -55,16 +55,20 @@ OPTIONS = {"security", "retries", "connect_timeout", "client", "worker_memory"}
 
 
 class _QuietFailures(distributed.WorkerPlugin):
-    """In the private cluster's workers: drop the record Dask logs for every task that raised. Those workers
-    write to the user's terminal, where it would be one traceback per failed chunk; the run reports the
+    """In the private cluster's workers: drop the records Dask logs for every task that raised, and for a
+    heartbeat that found the scheduler gone (it lives in the driver, so that is the driver stopping, as on
+    Ctrl-C). Those workers write to the user's terminal, where each would be a traceback; the run reports the
     first failure itself, once. A cluster reached by address keeps its own logs."""
 
     def setup(self, worker: distributed.Worker) -> None:
-        logging.getLogger("distributed.worker").addFilter(_not_compute_failed)
+        logging.getLogger("distributed.worker").addFilter(_not_ours_to_show)
 
 
-def _not_compute_failed(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("Compute Failed")
+_NOT_OURS = ("Compute Failed", "Failed to communicate with scheduler during heartbeat")
+
+
+def _not_ours_to_show(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_NOT_OURS)
 
 
 class _PrivateCluster(distributed.LocalCluster):
