@@ -66,6 +66,35 @@ def wait_until_quiet(limit: float = NOISY_CORES, patience: float = QUIET_WAIT) -
     return time.perf_counter() - started
 
 
+class Tree:
+    """RSS and CPU seconds of a process and all its descendants, as last sampled."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.cpu: dict[tuple[int, float], float] = {}
+
+    def sample(self) -> int | None:
+        """Summed RSS now (None once the root process is gone); each process's CPU time recorded."""
+        total = 0
+        try:
+            procs = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return None
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    total += proc.memory_info().rss
+                    times = proc.cpu_times()
+                    self.cpu[(proc.pid, proc.create_time())] = times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.cpu.values())
+
+
 class TreeSampler(threading.Thread):
     """Peak of the summed RSS of a process and all its descendants (shared pages count once per process,
     so this is an upper bound, the same way for every system), and the CPU time each of them was last seen
@@ -73,31 +102,20 @@ class TreeSampler(threading.Thread):
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
-        self.root = psutil.Process(pid)
+        self.tree = Tree(pid)
         self.peak = 0
         self.samples = 0
-        self.cpu: dict[tuple[int, float], float] = {}
         self.stopped = threading.Event()
 
     @property
     def cpu_s(self) -> float:
-        return sum(self.cpu.values())
+        return self.tree.cpu_s
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            total = 0
-            try:
-                tree = [self.root, *self.root.children(recursive=True)]
-            except psutil.Error:
+            total = self.tree.sample()
+            if total is None:
                 return
-            for proc in tree:
-                try:
-                    with proc.oneshot():
-                        total += proc.memory_info().rss
-                        times = proc.cpu_times()
-                        self.cpu[(proc.pid, proc.create_time())] = times.user + times.system
-                except psutil.Error:
-                    pass
             self.peak = max(self.peak, total)
             self.samples += 1
             self.stopped.wait(SAMPLE_EVERY)

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 
-from bench.measure import BENCHMARK, NOISY_CORES, busy_cpu_s, child_env
+from bench.measure import BENCHMARK, NOISY_CORES, Tree, busy_cpu_s, child_env
 from bench.tpch_child import PROGRESS, answer_path
 
 POLL = 0.05
@@ -34,34 +33,6 @@ def folder_bytes(folder: str) -> int:
             with contextlib.suppress(OSError):
                 total += os.stat(os.path.join(root, name)).st_size
     return total
-
-
-class Tree:
-    """RSS and CPU seconds of a process and all its descendants, as last sampled."""
-
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
-        self.cpu: dict[tuple[int, float], float] = {}
-
-    def sample(self) -> int:
-        total = 0
-        try:
-            procs = [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return 0
-        for proc in procs:
-            try:
-                with proc.oneshot():
-                    total += proc.memory_info().rss
-                    times = proc.cpu_times()
-                    self.cpu[(proc.pid, proc.create_time())] = times.user + times.system
-            except psutil.Error:
-                pass
-        return total
-
-    @property
-    def cpu_s(self) -> float:
-        return sum(self.cpu.values())
 
 
 class Follower:
@@ -91,7 +62,7 @@ class Follower:
         return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
     def follow(self) -> None:
-        rss = self.tree.sample()
+        rss = self.tree.sample() or 0
         self.peak = max(self.peak, rss)
         self.polls += 1
         if self.current is not None and self.polls % SPILL_EVERY == 0:

@@ -54,14 +54,22 @@ def ours_local(spec: TpchSpec, t: Timer, engine_name: str = "processes") -> Iter
 def ours_dask(spec: TpchSpec, t: Timer) -> Iterator[Query]:
     """This framework on the same LocalCluster shape the Dask DataFrame anchor gets."""
     with t.phase("import"):
-        from bench.sys_ours import start_dask
         from pipeline.engines import get_engine
         from tpch.queries import QUERIES, answer
+    with _dask(spec, t) as client:
+        engine = get_engine("dask", workers=spec.workers, client=client)
+        yield lambda n: answer(QUERIES[n], Path(spec.data), engine)
+
+
+@contextlib.contextmanager
+def _dask(spec: TpchSpec, t: Timer) -> Iterator[object]:
+    """The LocalCluster every Dask run gets (`bench.sys_ours.start_dask`), yielding its client."""
+    from bench.sys_ours import start_dask
+
     with t.phase("startup"):
         cluster, client = start_dask(spec.workers)
-        engine = get_engine("dask", workers=spec.workers, client=client)
     try:
-        yield lambda n: answer(QUERIES[n], Path(spec.data), engine)
+        yield client
     finally:
         with t.phase("teardown"):
             client.close()
@@ -141,17 +149,9 @@ def dask_threads(spec: TpchSpec, t: Timer) -> Iterator[Query]:
 def dask_distributed(spec: TpchSpec, t: Timer) -> Iterator[Query]:
     """Dask DataFrame on a LocalCluster, one single-threaded worker process per core."""
     with t.phase("import"):
-        from bench.sys_ours import start_dask
-
         run = _peer("dask_frame")
-    with t.phase("startup"):
-        cluster, client = start_dask(spec.workers)
-    try:
+    with _dask(spec, t):
         yield lambda n: run(n, spec.data)
-    finally:
-        with t.phase("teardown"):
-            client.close()
-            cluster.close()
 
 
 @contextlib.contextmanager
