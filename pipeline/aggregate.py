@@ -26,7 +26,7 @@ import pyarrow as pa
 from pipeline import aggregate_arrow, aggregate_polars
 from pipeline.aggregate_arrow import arrow_combine, arrow_partial
 from pipeline.aggregate_polars import polars_partial
-from pipeline.batch import Batch, convert, format_of, is_decimal
+from pipeline.batch import Batch, convert, format_of, is_decimal, pandas_dtype
 
 # function -> the per-chunk state columns it needs
 STATES: dict[str, tuple[str, ...]] = {
@@ -136,7 +136,7 @@ class GroupAggregate:
         counts: dict[str, pd.DataFrame] = {}
         for column, fn, _ in self.aggs.values():
             if fn == "nunique" and column not in distinct:
-                distinct[column] = df[self.levels(column)].dropna().drop_duplicates()
+                distinct[column] = _distinct(df[self.levels(column)].dropna())
             if fn in ORDERED and column not in counts:
                 counts[column] = _value_counts(df[self.levels(column)].dropna())
             for kind in STATES[fn]:
@@ -163,7 +163,7 @@ class GroupAggregate:
             else:
                 out[key] = getattr(grouped[key], _COMBINE.get(kind, "sum"))()
         distinct = {
-            column: _concat([p.distinct[column] for p in parts]).drop_duplicates() for column in parts[0].distinct
+            column: _distinct(_concat([p.distinct[column] for p in parts])) for column in parts[0].distinct
         }
         counts = {column: self._summed([p.counts[column] for p in parts], column) for column in parts[0].counts}
         return AggState(pd.DataFrame(out), distinct, counts)
@@ -238,6 +238,19 @@ def _state(values: "pd.core.groupby.SeriesGroupBy", kind: str) -> pd.Series:
     if kind == "m2":
         return values.var(ddof=0).astype("float64") * _state(values, "count")
     return getattr(values, kind)()
+
+
+def _distinct(rows: pd.DataFrame) -> pd.DataFrame:
+    """The distinct rows, in no particular order (they are only counted). Arrow's hash group-by where every
+    column is a plain key type: several times faster than pandas' `drop_duplicates` on millions of pairs."""
+    try:
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+    except (pa.ArrowException, ValueError, TypeError):
+        return rows.drop_duplicates()
+    if len(rows) < 2 or not all(aggregate_arrow.is_plain_key(kind) for kind in table.schema.types):
+        return rows.drop_duplicates()
+    distinct = table.group_by(list(rows.columns), use_threads=False).aggregate([])
+    return distinct.select(list(rows.columns)).to_pandas(types_mapper=pandas_dtype)
 
 
 def _value_counts(rows: pd.DataFrame) -> pd.DataFrame:

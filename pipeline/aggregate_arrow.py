@@ -41,7 +41,7 @@ def arrow_partial(agg: "GroupAggregate", batch: Batch) -> "AggState | None":
     types = table.schema
     if not all(_is_number(types.field(c).type) for c, _, _ in agg.aggs.values() if c not in agg.by):
         return None
-    if not all(_is_plain_key(types.field(c).type) for c in agg.by):
+    if not all(is_plain_key(types.field(c).type) for c in agg.by):
         return None
     table = _nan_as_null(table, [c for c in agg.columns if pa.types.is_floating(types.field(c).type)])
     if agg.by:
@@ -107,7 +107,8 @@ def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
 
 
-def _is_plain_key(kind: pa.DataType) -> bool:
+def is_plain_key(kind: pa.DataType) -> bool:
+    """A key type whose Arrow grouping is pandas' (not categories, objects, booleans, floats or times)."""
     return (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
             or pa.types.is_date(kind) or pa.types.is_decimal(kind))
 
