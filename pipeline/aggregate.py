@@ -22,8 +22,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from pipeline import aggregate_arrow, aggregate_polars
+from pipeline import aggregate_arrow, aggregate_polars, aggregate_ranges
 from pipeline.aggregate_arrow import arrow_combine, arrow_partial
 from pipeline.aggregate_polars import polars_partial
 from pipeline.batch import Batch, convert, format_of, is_decimal, pandas_dtype
@@ -146,6 +147,32 @@ class GroupAggregate:
         return AggState(pd.DataFrame(states), distinct, counts)
 
     def combine(self, parts: Sequence[AggState]) -> AggState:
+        """Merge states. Where the data is sorted or clustered by the first key, only the groups in key ranges
+        two states share are merged, and the rest concatenated (see `aggregate_ranges`)."""
+        if len(parts) == 1 and isinstance(parts[0].frame, (pa.Table, pd.DataFrame)):
+            return parts[0]  # already one row per group
+        key = self.keys[0]
+        intervals = aggregate_ranges.shared_intervals([p.frame for p in parts], key)
+        if intervals is None:
+            return self._merge(parts)
+        halves = [_split(p, key, intervals) for p in parts] if intervals else [(p, None) for p in parts]
+        shared = [s for _, s in halves if s is not None]
+        if 2 * sum(len(s.frame) for s in shared) > sum(len(p.frame) for p in parts):
+            return self._merge(parts)  # keys in no order: most groups need merging anyway
+        return self._concatenated([*(own for own, _ in halves), *([self._merge(shared)] if shared else [])])
+
+    def _concatenated(self, parts: Sequence[AggState]) -> AggState:
+        """States that share no group, as one."""
+        frames = [p.frame for p in parts]
+        if all(isinstance(f, pa.Table) for f in frames):
+            frame = pa.concat_tables(frames, promote_options="permissive")
+        else:
+            frame = _concat(aggregate_arrow.as_pandas(self, frames))
+        return AggState(frame, {c: _concat([p.distinct[c] for p in parts]) for c in parts[0].distinct},
+                        {c: _concat([p.counts[c] for p in parts]) for c in parts[0].counts})
+
+    def _merge(self, parts: Sequence[AggState]) -> AggState:
+        """States as one, each group's states merged by their combine."""
         frames = [p.frame for p in parts if len(p.frame)] or [parts[0].frame]
         if all(isinstance(f, pa.Table) for f in frames):  # Arrow's states stay Arrow (see `aggregate_arrow`)
             return arrow_combine(self, frames)
@@ -238,6 +265,21 @@ def _state(values: "pd.core.groupby.SeriesGroupBy", kind: str) -> pd.Series:
     if kind == "m2":
         return values.var(ddof=0).astype("float64") * _state(values, "count")
     return getattr(values, kind)()
+
+
+def _split(part: AggState, key: str, intervals: Sequence[aggregate_ranges.Interval]) -> tuple[AggState, AggState]:
+    """A state as (groups whose first key is in none of `intervals`, groups whose key is in one)."""
+    frame = part.frame
+    if isinstance(frame, pa.Table):
+        mask = aggregate_ranges.inside(frame[key], intervals)
+        own, shared = frame.filter(pc.invert(mask)), frame.filter(mask)
+    else:
+        rows = aggregate_ranges.inside(frame.index.get_level_values(key), intervals)
+        own, shared = frame[~rows], frame[rows]
+    tables = [part.distinct, part.counts]
+    masks = [{c: aggregate_ranges.inside(t[key], intervals) for c, t in kind.items()} for kind in tables]
+    return (AggState(own, *({c: t[~m[c]] for c, t in kind.items()} for kind, m in zip(tables, masks))),
+            AggState(shared, *({c: t[m[c]] for c, t in kind.items()} for kind, m in zip(tables, masks))))
 
 
 def _distinct(rows: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -100,6 +101,29 @@ def test_any_chunking_gives_the_pandas_answer(df: pd.DataFrame, by: list[str], d
     pd.testing.assert_frame_equal(result, want, check_exact=False, rtol=1e-9, atol=1e-9)
     exact = [out for out, (_, fn, *_) in aggs.items() if fn not in ("var", "std")]
     pd.testing.assert_frame_equal(result[exact], want[exact], check_exact=True)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(df=tables(), key=st.sampled_from(["n", "i", "d"]), second=st.lists(st.sampled_from(["s", "c"]), max_size=1),
+       arrow=st.booleans(), data=st.data())
+def test_data_sorted_by_the_first_key_gives_the_pandas_answer(df: pd.DataFrame, key: str, second: list[str],
+                                                             arrow: bool, data: st.DataObject):
+    """Sorted by the first key, chunks share only the groups cut at their edges: those are merged and the rest
+    concatenated (`aggregate_ranges`), with Arrow states (`arrow`: the common functions only) or pandas ones."""
+    df = df.assign(d=pd.Series(pd.to_datetime(df["i"], unit="D").dt.date, dtype=pd.ArrowDtype(pa.date32())))
+    df = df.sort_values(key, kind="stable", ignore_index=True)
+    by = [key, *second]
+    functions = ("count", "size", "sum", "mean", "min", "max") if arrow else FUNCTIONS
+    aggs = {f"v_{fn}": ["v", fn] for fn in functions}
+    if not arrow:
+        aggs |= {"c_nunique": ["c", "nunique"], "v_q": ["v", "quantile", 0.3]}
+    agg = GroupAggregate(by, aggs)
+    result = run_tree(agg, df, data)
+    want = expected(df, by, aggs)
+    if len(want) == 0:
+        assert len(result) == 0
+        return
+    pd.testing.assert_frame_equal(result, want, check_exact=False, rtol=1e-9, atol=1e-9)
 
 
 @st.composite
