@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudpickle
 
+from pipeline.io import storage
 from pipeline.io.manifest import write_json_atomically
 from pipeline.io.chunk import Chunk
 from pipeline.io.source import Source
@@ -65,7 +66,8 @@ def fingerprints(stages: Sequence[Stage], source: Source, kind: str) -> Callable
     (code, params, source settings) is digested once."""
     shared = [kind, source_settings(source), *([s.name, code_digest(s.fn), _params(s.params)] for s in stages)]
     base = hashlib.sha256(json.dumps(shared, default=repr).encode()).hexdigest()
-    return lambda chunk: hashlib.sha256(json.dumps([base, _chunk_identity(chunk)]).encode()).hexdigest()
+    options = getattr(source, "storage_options", None)
+    return lambda chunk: hashlib.sha256(json.dumps([base, _chunk_identity(chunk, options)]).encode()).hexdigest()
 
 
 def code_digest(fn: Any) -> str:
@@ -82,11 +84,13 @@ def source_settings(source: Source) -> list[Any]:
             repr(getattr(source, "filters", None)), str(getattr(source, "schema", None))]
 
 
-def _chunk_identity(chunk: Chunk) -> list[Any]:
+def _chunk_identity(chunk: Chunk, storage_options: Any = None) -> list[Any]:
+    """Each piece's file by path, size and modification time (on object storage, from the object's metadata)."""
     identity = []
     for piece in chunk.pieces:
-        stat = os.stat(piece.path)
-        identity.append([piece.path, stat.st_size, stat.st_mtime_ns, list(piece.row_groups or [])])
+        fs, inner = storage.resolve(piece.path, storage_options)
+        size, mtime = storage.file_identity(fs, inner, piece.path)
+        identity.append([piece.path, size, mtime, list(piece.row_groups or [])])
     return identity
 
 

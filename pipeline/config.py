@@ -37,6 +37,7 @@ class SourceConfig(_Section):
     filters: list[tuple[str, str, Any]] | None = None
     chunk_rows: PositiveInt | None = None  # None: chosen for the stages (see plan.discover)
     on_bad_file: Literal["error", "skip"] = "error"
+    storage_options: dict[str, Any] | None = None  # for a URL path: endpoint_url, key, secret, region, ...
 
 
 class StageConfig(_Section):
@@ -142,7 +143,7 @@ def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
         pipeline = Pipeline(_build_stage(i, s, base) for i, s in enumerate(config.stages))
         source = FileSource(
             config.source.path, config.source.format, config.source.columns, config.source.filters,
-            config.source.chunk_rows, config.source.on_bad_file,
+            config.source.chunk_rows, config.source.on_bad_file, config.source.storage_options,
         )
         source.files()
         sink_for(config.sink.path, config.sink.mode, config.sink.format, config.sink.partition_by)

@@ -120,9 +120,12 @@ class Dataset:
 
 def read(path: str | Source, format: str | None = None, columns: Sequence[str] | None = None,
          filters: Any = None, chunk_rows: int | None = None, on_bad_file: str = "error",
-         name: str | None = None) -> Dataset:
-    """A dataset read from Parquet or CSV files (or any `Source`), in chunks, by the workers."""
-    source = path if not isinstance(path, str) else FileSource(path, format, columns, filters, chunk_rows, on_bad_file)
+         name: str | None = None, storage_options: Mapping[str, Any] | None = None) -> Dataset:
+    """A dataset read from Parquet or CSV files (or any `Source`), in chunks, by the workers. `path` may be
+    a URL (`s3://bucket/prefix`); `storage_options` (endpoint_url, key, secret, region, ...) then override
+    what the environment says."""
+    source = path if not isinstance(path, str) else FileSource(path, format, columns, filters, chunk_rows,
+                                                               on_bad_file, storage_options)
     return Dataset(name or _stem(getattr(source, "path", "input")), source=source)
 
 

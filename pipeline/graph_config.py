@@ -124,7 +124,7 @@ class _Builder:
         if name in self.config.inputs:
             spec = self.config.inputs[name]
             source = FileSource(resolve_path(spec.path, self.base), spec.format, spec.columns, spec.filters,
-                                spec.chunk_rows, spec.on_bad_file)
+                                spec.chunk_rows, spec.on_bad_file, spec.storage_options)
             try:
                 source.files()
             except ConfigError as exc:

@@ -4,26 +4,39 @@ Parquet) or a schema that disagrees with the other files is named, file by file,
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.io.storage import reason
+
 Problem = tuple[str, str]  # file, what is wrong with it
+Resolve = Callable[[str], tuple[pafs.FileSystem, str]]  # a file's URL → its filesystem and path in it
+REMOTE_READERS = 16  # footers fetched at once from object storage, where each costs a round trip
 
 
-def check_files(files: Sequence[str], format: str) -> tuple[list[str], list[Problem]]:
+def check_files(files: Sequence[str], format: str, resolve: Resolve | None = None
+                ) -> tuple[list[str], list[Problem]]:
     """(readable files that agree on a schema, problems). The schema most files share is the reference.
-    CSV has no footer to check: its files are checked as they are read."""
+    CSV has no footer to check: its files are checked as they are read. `resolve` is given for files on
+    object storage: their footers are read through it, several at once (the time is network latency)."""
     if format != "parquet":
         return list(files), []
     schemas: dict[str, pa.Schema] = {}
     problems: list[Problem] = []
-    for path in files:
-        try:
-            schemas[path] = pq.read_schema(path).remove_metadata()
-        except (pa.ArrowException, OSError) as exc:
-            problems.append((path, _reason(exc)))
+    if resolve is None:
+        results = [_read_schema(path, None) for path in files]
+    else:
+        with ThreadPoolExecutor(min(REMOTE_READERS, max(1, len(files)))) as pool:
+            results = list(pool.map(lambda path: _read_schema(path, resolve), files))
+    for path, result in zip(files, results):
+        if isinstance(result, pa.Schema):
+            schemas[path] = result
+        else:
+            problems.append((path, result))
     if not schemas:
         return [], problems
     votes = Counter(_shape(s) for s in schemas.values())
@@ -37,6 +50,17 @@ def check_files(files: Sequence[str], format: str) -> tuple[list[str], list[Prob
         else:
             good.append(path)
     return good, sorted(problems, key=lambda p: list(files).index(p[0]))
+
+
+def _read_schema(path: str, resolve: Resolve | None) -> pa.Schema | str:
+    """The file's schema, or why it cannot be read."""
+    try:
+        if resolve is None:
+            return pq.read_schema(path).remove_metadata()
+        fs, inner = resolve(path)
+        return pq.read_schema(inner, filesystem=fs).remove_metadata()
+    except (pa.ArrowException, OSError) as exc:
+        return _reason(exc)
 
 
 def _shape(schema: pa.Schema) -> tuple:
@@ -64,4 +88,4 @@ def _reason(exc: Exception) -> str:
         return "empty file (0 bytes)"
     if "magic bytes not found" in text or "smaller than the minimum file footer" in text:
         return "not a Parquet file, or truncated (no Parquet footer)"
-    return text
+    return reason(exc) if "AWS Error" in str(exc) else text  # object storage: network, credentials, ...

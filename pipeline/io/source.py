@@ -4,7 +4,9 @@ A chunk is plain data (files, row-group ids, partition expressions: see `chunk`)
 and each worker reads its own bytes straight from storage: no table passes through the driver. Parquet row
 groups are packed in file order into chunks of up to `chunk_rows` rows: a big file splits, small files
 share a chunk. CSV chunks are whole files. Projection and row filters are pushed down to pyarrow, and row
-groups whose statistics rule the filter out are skipped.
+groups whose statistics rule the filter out are skipped. Files may be local or on object storage (`s3://`,
+and other schemes through fsspec: see `storage`); a chunk names them by URL, and each worker resolves the
+URL to its own cached filesystem.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import glob
 import itertools
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -26,10 +28,11 @@ from pipeline.batch import Batch
 from pipeline.errors import BadInputFiles, ConfigError, InputError
 from pipeline.io.chunk import Chunk, Piece
 from pipeline.io.check import check_files
+from pipeline.io import storage
 
 DEFAULT_CHUNK_ROWS = 250_000  # a pandas chunk is held whole, with its temporaries, by one worker
 FORMATS = ("parquet", "csv")
-_LOCAL = pafs.LocalFileSystem()
+_LOCAL = storage.LOCAL
 _NO_PARTITION = ds.scalar(True)  # a file outside hive partitions: no partition columns to add
 
 
@@ -49,7 +52,8 @@ class Source(Protocol):
 
 @dataclass(frozen=True)
 class FileSource:
-    """Parquet or CSV: a file, a directory (hive-partitioned too) or a glob."""
+    """Parquet or CSV: a file, a directory (hive-partitioned too) or a glob; local, or a URL on object storage
+    (`s3://bucket/prefix`) read with `storage_options` (endpoint_url, key, secret, region, ...)."""
 
     path: str
     format: str | None = None
@@ -57,10 +61,13 @@ class FileSource:
     filters: Any = None  # pyarrow DNF list or Expression
     chunk_rows: int | None = None  # None: DEFAULT_CHUNK_ROWS, or the pipeline's pick for its stages (plan.discover)
     on_bad_file: str = "error"  # or "skip": leave unreadable or mismatched files out, and list them
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False)  # may hold secrets: not shown
     schema: pa.Schema | None = None  # fixed by discover(): the schema every worker reads with
     skipped: tuple[tuple[str, str], ...] = ()  # set by discover(): (file, why) left out
 
     def __post_init__(self) -> None:
+        if self.path[:7].lower() == "file://":  # a local file named as a URL: the plain path from here on
+            object.__setattr__(self, "path", self.path[7:])
         fmt = self.format or _format_of(self.path)
         if fmt not in FORMATS:
             raise ConfigError(f"source.format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -69,6 +76,11 @@ class FileSource:
             object.__setattr__(self, "columns", tuple(self.columns))
         if self.on_bad_file not in ("error", "skip"):
             raise ConfigError(f"source.on_bad_file: expected 'error' or 'skip', got {self.on_bad_file!r}")
+        if self.storage_options is not None:
+            if not isinstance(self.storage_options, Mapping):
+                raise ConfigError(f"source.storage_options: expected a table of options, "
+                                  f"got {type(self.storage_options).__name__}")
+            object.__setattr__(self, "storage_options", dict(self.storage_options))
 
     def describe(self) -> str:
         return f"{self.format} {self.path}"
@@ -79,23 +91,33 @@ class FileSource:
             return self.filters
         return pq.filters_to_expression(self.filters)
 
+    def resolve(self, path: str) -> tuple[pafs.FileSystem, str]:
+        """The filesystem of `path` (this source's path or one of its files) and the path inside it."""
+        return storage.resolve(path, self.storage_options)
+
     def dataset(self, files: list[str]) -> ds.Dataset:
         """The pyarrow dataset over `files`, hive partitions discovered."""
-        base = self.path if os.path.isdir(self.path) else None
         try:
-            return ds.dataset(files, format=self.format, partitioning="hive", partition_base_dir=base)
+            if self.local:
+                base = self.path if os.path.isdir(self.path) else None
+                return ds.dataset(files, format=self.format, partitioning="hive", partition_base_dir=base)
+            fs, base = self.resolve(self.path)
+            base = base if storage.is_folder(fs, base) else None
+            inner = [self.resolve(f)[1] for f in files]
+            return ds.dataset(inner, format=self.format, partitioning="hive", partition_base_dir=base, filesystem=fs)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(_bad_file(exc, files), str(exc)) from None
+            raise InputError(_bad_file(exc, files), storage.reason(exc)) from None
 
     def discover(self) -> tuple["FileSource", list[Chunk]]:
         """Check the files, list the chunks and fix the schema, so every worker reads alike. Bad files stop
         the run, all named, or with `on_bad_file="skip"` are left out and listed in `skipped`."""
-        good, problems = check_files(self.files(), self.format)
+        files = self.files()
+        good, problems = check_files(files, self.format, None if self.local else self.resolve)
         if problems and (self.on_bad_file == "error" or not good):
             hint = 'set [source] on_bad_file = "skip" to leave them out' if good else "no input file is usable"
             raise BadInputFiles(problems, hint)
         dataset = self.dataset(good)
-        packed = self._pack(dataset.get_fragments(filter=self.expression))
+        packed = self._pack(dataset.get_fragments(filter=self.expression), self._url)
         chunks = [Chunk(index, pieces) for index, pieces in enumerate(packed)]
         return replace(self, schema=dataset.schema, skipped=tuple(problems)), chunks
 
@@ -106,22 +128,24 @@ class FileSource:
     def _read_piece(self, piece: Piece) -> pa.Table:
         try:
             if self.format == "parquet":
-                fragment = _parquet_fragment(piece.path, piece.partition)
+                fragment = _parquet_fragment(piece.path, piece.partition, self.storage_options)
                 if piece.row_groups is not None:
                     fragment = fragment.subset(row_group_ids=list(piece.row_groups))
             else:
-                fragment = ds.CsvFileFormat().make_fragment(piece.path, _LOCAL, partition_expression=piece.partition)
+                fs, inner = self.resolve(piece.path)
+                fragment = ds.CsvFileFormat().make_fragment(inner, fs, partition_expression=piece.partition)
             return fragment.to_table(schema=self.schema, columns=self._columns(), filter=self.expression)
         except (pa.ArrowException, OSError) as exc:
             if self.on_bad_file == "skip":  # chunks then never span files (see `_pack`): only this file is lost
-                raise SkippedChunk(piece.label, str(exc)) from None
-            raise InputError(piece.label, str(exc)) from None
+                raise SkippedChunk(piece.label, storage.reason(exc)) from None
+            raise InputError(piece.label, storage.reason(exc)) from None
 
     def scan(self, chunk: Chunk) -> Any:
         """The chunk as a lazy Polars scan of its files, so Polars reads only what the query needs; None when
         the plain read must be used instead: CSV, filters or hive partitions (pyarrow evaluates those), skipping
-        bad files (a scan fails only when collected), or a file whose columns differ from the fixed schema."""
-        if self.format != "parquet" or self.filters is not None or self.on_bad_file != "error":
+        bad files (a scan fails only when collected), a file whose columns differ from the fixed schema, or
+        files on object storage (pyarrow reads those through the filesystem the source resolved)."""
+        if self.format != "parquet" or self.filters is not None or self.on_bad_file != "error" or not self.local:
             return None
         scans = [self._scan_piece(piece) for piece in chunk.pieces]
         if any(scan is None for scan in scans):
@@ -158,7 +182,18 @@ class FileSource:
     def _columns(self) -> list[str] | None:
         return list(self.columns) if self.columns is not None else None
 
+    @property
+    def local(self) -> bool:
+        return storage.is_local(self.path)
+
+    def _url(self, inner: str) -> str:
+        """A file's path as the source names it (a URL on object storage) from its path on the filesystem."""
+        return storage.to_url(self.path, inner)
+
     def files(self) -> list[str]:
+        """Every input file, by path or URL; a problem finding them is one ConfigError naming the path."""
+        if not self.local:
+            return storage.list_files(self.path, self.storage_options)
         if any(ch in self.path for ch in "*?["):
             files = sorted(glob.glob(self.path, recursive=True))
         elif os.path.isdir(self.path):
@@ -171,12 +206,13 @@ class FileSource:
             raise ConfigError(f"source.path: no input files match {self.path}")
         return files
 
-    def _pack(self, fragments: Iterable[ds.Fragment]) -> list[tuple[Piece, ...]]:
+    def _pack(self, fragments: Iterable[ds.Fragment], url: Callable[[str], str]) -> list[tuple[Piece, ...]]:
         """Each chunk's pieces: row groups in file order, packed greedily into chunks of up to `chunk_rows`
         rows (a bigger row group is a chunk of its own). CSV files, whose rows are unknown until read, are a
-        chunk each; so are Parquet files when bad ones are skipped: one failing mid-run loses only its rows."""
+        chunk each; so are Parquet files when bad ones are skipped: one failing mid-run loses only its rows.
+        `url` names a fragment's file as the pieces do."""
         if self.format != "parquet":
-            return [(Piece(f.path, partition=f.partition_expression),) for f in fragments]
+            return [(Piece(url(f.path), partition=f.partition_expression),) for f in fragments]
         limit = self.chunk_rows or DEFAULT_CHUNK_ROWS
         chunks: list[list[tuple[ds.Fragment, int, int]]] = []
         rows = 0
@@ -188,7 +224,7 @@ class FileSource:
                     rows = 0
                 chunks[-1].append((fragment, group_id, group_rows))
                 rows += group_rows
-        return [tuple(_pieces(groups)) for groups in chunks]
+        return [tuple(_pieces(groups, url)) for groups in chunks]
 
     def _row_groups(self, fragment: ds.Fragment) -> list[tuple[int, int]]:
         """(id, rows) of the Parquet file's row groups the filter may match."""
@@ -197,24 +233,28 @@ class FileSource:
                 fragment = fragment.subset(filter=self.expression)
             return [(rg.id, rg.num_rows) for rg in fragment.row_groups]
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(fragment.path, str(exc)) from None
+            raise InputError(self._url(fragment.path), storage.reason(exc)) from None
 
 
-_FOOTERS: dict[tuple[str, int, int], ds.ParquetFileFragment] = {}
+_FOOTERS: dict[tuple[Any, ...], ds.ParquetFileFragment] = {}
 _FOOTERS_KEPT = 32
 _FOOTERS_LOCK = threading.Lock()
 
 
-def _parquet_fragment(path: str, partition: Any) -> ds.ParquetFileFragment:
+def _parquet_fragment(path: str, partition: Any, storage_options: Mapping[str, Any] | None = None
+                      ) -> ds.ParquetFileFragment:
     """The file's fragment with its footer parsed, kept per worker process: parsing a footer costs about as
-    much as reading a small row group, and a file's chunks all need it. Keyed by size and mtime, so a
+    much as reading a small row group (more, over the network), and a file's chunks all need it. Keyed by
+    size and mtime (on object storage, from the object's metadata: no local stat of a URL), so a
     rewritten file is read afresh by long-lived cluster workers."""
-    stat = os.stat(path)
-    key = (path, stat.st_size, stat.st_mtime_ns)
+    fs, inner = storage.resolve(path, storage_options)
+    size, mtime = storage.file_identity(fs, inner, path)
+    key = (path, size, mtime, id(fs))  # filesystems are kept for the process's life: ids stay unique
     with _FOOTERS_LOCK:
         fragment = _FOOTERS.get(key)
     if fragment is None:
-        fragment = ds.ParquetFileFormat().make_fragment(path, _LOCAL, partition_expression=partition)
+        sized = {} if fs is _LOCAL else {"file_size": size}  # saves the reader asking the size again
+        fragment = ds.ParquetFileFormat().make_fragment(inner, fs, partition_expression=partition, **sized)
         fragment.ensure_complete_metadata()
         with _FOOTERS_LOCK:
             if len(_FOOTERS) >= _FOOTERS_KEPT:
@@ -223,12 +263,13 @@ def _parquet_fragment(path: str, partition: Any) -> ds.ParquetFileFragment:
     return fragment
 
 
-def _pieces(groups: list[tuple[ds.Fragment, int, int]]) -> Iterator[Piece]:
-    """A chunk's (fragment, row group, rows) as one piece per file."""
+def _pieces(groups: list[tuple[ds.Fragment, int, int]], url: Callable[[str], str]) -> Iterator[Piece]:
+    """A chunk's (fragment, row group, rows) as one piece per file, named by `url`."""
     for _, run in itertools.groupby(groups, key=lambda group: group[0].path):
         run = list(run)
         fragment = run[0][0]
-        yield Piece(fragment.path, tuple(g[1] for g in run), sum(g[2] for g in run), fragment.partition_expression)
+        yield Piece(url(fragment.path), tuple(g[1] for g in run), sum(g[2] for g in run),
+                    fragment.partition_expression)
 
 
 class SkippedChunk(InputError):
@@ -250,4 +291,5 @@ def _format_of(path: str) -> str:
 
 def _bad_file(exc: Exception, files: list[str]) -> str:
     message = str(exc)
-    return next((f for f in files if f in message), files[0] if len(files) == 1 else ", ".join(files[:3]))
+    named = (f for f in files if f in message or f.split("://", 1)[-1] in message)
+    return next(named, files[0] if len(files) == 1 else ", ".join(files[:3]))

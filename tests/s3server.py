@@ -1,0 +1,77 @@
+"""A real S3-compatible server for tests: moto's, in a thread of the test process, bound to 127.0.0.1 only.
+
+Requests go over HTTP to it as they would to any S3 endpoint, so listing, ranged reads and errors are
+exercised for real. Buckets live as long as the test session; each test uses its own bucket.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.fs as pafs
+import pytest
+
+KEY, SECRET, REGION = "testing", "testing", "us-east-1"  # moto accepts any credentials by default
+_names = itertools.count()
+
+
+class S3Server:
+    """The server, its endpoint, and helpers to make buckets and upload files."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> "S3Server":
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    @property
+    def options(self) -> dict[str, str]:
+        """storage_options that reach this server."""
+        return {"endpoint_url": self.endpoint, "key": KEY, "secret": SECRET, "region": REGION}
+
+    @property
+    def filesystem(self) -> pafs.S3FileSystem:
+        """A filesystem on the server that may create buckets (the tests' own, not the reader's)."""
+        return pafs.S3FileSystem(access_key=KEY, secret_key=SECRET, region=REGION, scheme="http",
+                                 endpoint_override=self.endpoint.removeprefix("http://"), allow_bucket_creation=True)
+
+    def bucket(self, prefix: str = "bucket") -> str:
+        """A new, empty bucket's name."""
+        name = f"{prefix}-{next(_names)}"
+        self.filesystem.create_dir(name)
+        return name
+
+    def upload(self, local: Path, destination: str) -> None:
+        """A file, or a folder's files recursively, to `bucket/key` (no scheme)."""
+        fs = self.filesystem
+        files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+        for path in files:
+            target = destination if local.is_file() else f"{destination}/{path.relative_to(local).as_posix()}"
+            with fs.open_output_stream(target) as out:
+                out.write(path.read_bytes())
+
+    def put(self, destination: str, data: bytes) -> None:
+        with self.filesystem.open_output_stream(destination) as out:
+            out.write(data)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()
