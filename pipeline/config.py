@@ -51,6 +51,7 @@ class SinkConfig(_Section):
     mode: Literal["error", "overwrite", "append"] = "error"
     format: Literal["parquet", "csv"] | None = None
     partition_by: list[str] | None = None  # hive folders `col=value/`, outermost first (directory outputs)
+    storage_options: dict[str, Any] | None = None  # s3:// outputs: endpoint_url, key, secret, region, ...
 
 
 class SecurityConfig(_Section):
@@ -113,7 +114,7 @@ class Job:
     @property
     def sink(self) -> Sink:
         sink = self.config.sink
-        return sink_for(sink.path, sink.mode, sink.format, sink.partition_by)
+        return sink_for(sink.path, sink.mode, sink.format, sink.partition_by, sink.storage_options)
 
 
 def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
@@ -146,7 +147,8 @@ def load(path: str | os.PathLike, overrides: list[str] = ()) -> Job:
             config.source.chunk_rows, config.source.on_bad_file, config.source.storage_options,
         )
         source.files()
-        sink_for(config.sink.path, config.sink.mode, config.sink.format, config.sink.partition_by)
+        sink_for(config.sink.path, config.sink.mode, config.sink.format, config.sink.partition_by,
+                 config.sink.storage_options)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return Job(path, config, pipeline, source)

@@ -106,11 +106,13 @@ class Dataset:
         return self.then(apply_groups, name=getattr(fn, "__name__", "apply_groups"), fn=fn, by=by, params=params)
 
     def write(self, path: str | Sink, mode: str = "error", format: str | None = None,
-              partition_by: Sequence[str] | None = None) -> "Output":
-        """An output of this dataset; nothing runs until `run` (or `Output.run`)."""
+              partition_by: Sequence[str] | None = None,
+              storage_options: Mapping[str, Any] | None = None) -> "Output":
+        """An output of this dataset; nothing runs until `run` (or `Output.run`). `path` may be a URL
+        (`s3://bucket/prefix`), committed there with `storage_options` (endpoint_url, key, secret, ...)."""
         if isinstance(path, str):
             extra = {"partition_by": list(partition_by)} if partition_by else {}
-            path = sink_for(path, mode, format, **extra)
+            path = sink_for(path, mode, format, storage_options=storage_options, **extra)
         return Output(self, path)
 
     def collect(self, engine: str = "sync", workers: int | None = None) -> pd.DataFrame:

@@ -109,7 +109,8 @@ class _Builder:
         for name, spec in self.config.outputs.items():
             dataset = self.dataset(spec.from_, f"outputs.{name}.from", ())
             path = resolve_path(spec.path, self.base)
-            outputs.append(dataset.write(sink_for(path, spec.mode, spec.format, spec.partition_by)))
+            sink = sink_for(path, spec.mode, spec.format, spec.partition_by, spec.storage_options)
+            outputs.append(dataset.write(sink))
         return outputs
 
     def dataset(self, name: str, key: str, visiting: tuple[str, ...]) -> Dataset:

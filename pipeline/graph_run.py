@@ -21,6 +21,7 @@ from pipeline.errors import ConfigError
 from pipeline.graph import GraphCompiler
 from pipeline.io import Manifest
 from pipeline.io.lock import output_lock
+from pipeline.io.storage import is_local
 from pipeline.io.scratch import remove, scratch_folder
 from pipeline.plan import Plan
 from pipeline import tasks
@@ -42,10 +43,11 @@ def execute(outputs: Sequence[Output], engine: str | Engine, workers: int | None
     on_disk = [o.sink for o in outputs if _on_disk(o.sink)]
     with contextlib.ExitStack() as stack:
         for sink in on_disk:
-            stack.enter_context(output_lock(sink.path))
+            stack.enter_context(output_lock(sink.path, getattr(sink, "storage_options", None)))
         earlier = on_disk[0].unfinished_run() if resume and on_disk else None
         run_id = earlier or new_run_id()
-        scratch = scratch_folder(on_disk[0].path, run_id) if on_disk else tempfile.mkdtemp(prefix="pipeline-scratch-")
+        local = [sink for sink in on_disk if is_local(sink.path)]  # beside a local output; else a temporary folder
+        scratch = scratch_folder(local[0].path, run_id) if local else tempfile.mkdtemp(prefix="pipeline-scratch-")
         staged: list[Output] = []
         try:
             for output in outputs:

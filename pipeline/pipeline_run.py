@@ -52,7 +52,7 @@ def execute(
     source, chunks = discover(pipeline.stages, source)
     _refuse_overlap(source, sink)
     single = split(pipeline.stages)[1] is not None
-    with output_lock(sink.path) if _on_disk(sink) else contextlib.nullcontext():
+    with output_lock(sink.path, getattr(sink, "storage_options", None)) if _on_disk(sink) else contextlib.nullcontext():
         earlier = sink.unfinished_run() if resume else None
         staged = sink.for_run(earlier or new_run_id(), single, resume=earlier is not None)
         try:

@@ -75,3 +75,33 @@ def s3_server() -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Dummy credentials and a region, and nothing else from this machine: no endpoint, profile or AWS
+    config files, no instance metadata lookups. Autouse in every module that imports it."""
+    nowhere = str(tmp_path_factory.mktemp("aws") / "none")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN",
+                     "AWS_DEFAULT_REGION"):
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_ACCESS_KEY_ID", KEY)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        mp.setenv("AWS_REGION", REGION)
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.setenv("AWS_CONFIG_FILE", nowhere)
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", nowhere)
+        yield
+
+
+@pytest.fixture(scope="module", params=["sync", "processes"])
+def engine(request: pytest.FixtureRequest, aws_env: None) -> Iterator:
+    """Workers started after the test environment is set, so they see it too."""
+    if request.param == "sync":
+        yield "sync"
+    else:
+        from pipeline.engines import get_engine
+
+        with get_engine("processes", workers=2) as built:
+            yield built

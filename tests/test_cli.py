@@ -140,7 +140,7 @@ path = "out"
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        (("[sink]", "[sink]\nmdoe = 'x'"), "sink.mdoe: unknown key (expected one of: path, mode, format, partition_by)"),
+        (("[sink]", "[sink]\nmdoe = 'x'"), "sink.mdoe: unknown key (expected one of: path, mode, format, partition_by, storage_options)"),
         (('uses = "mymod:keep"', 'uses = "nomod:keep"'), "stages[0].uses: cannot import module 'nomod'"),
         (('uses = "mymod:keep"', 'uses = "mymod:nothing"'), "stages[0].uses: module 'mymod' has no function 'nothing'"),
         (('uses = "mymod:keep"', 'uses = "keep"'), "stages[0].uses: expected 'module:function', got 'keep'"),

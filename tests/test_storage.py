@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cloudpickle
@@ -20,42 +19,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import config, read
-from pipeline.engines import get_engine
 from pipeline.errors import BadInputFiles, ConfigError
 from pipeline.io import FileSource
 from pipeline.io.storage import reason, resolve, s3_options
-from s3server import KEY, REGION, SECRET, S3Server, s3_server  # noqa: F401 - the fixture
+from s3server import S3Server, aws_env, engine, s3_server  # noqa: F401 - fixtures
 
 PIPELINE = str(Path(sys.executable).parent / "pipeline")
 UNREACHABLE = {"endpoint_url": "http://127.0.0.1:1", "connect_timeout": 0.5, "max_attempts": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Dummy credentials and a region, and nothing else from this machine: no endpoint, profile or AWS
-    config files, no instance metadata lookups."""
-    nowhere = str(tmp_path_factory.mktemp("aws") / "none")
-    with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN",
-                     "AWS_DEFAULT_REGION"):
-            mp.delenv(name, raising=False)
-        mp.setenv("AWS_ACCESS_KEY_ID", KEY)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-        mp.setenv("AWS_REGION", REGION)
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.setenv("AWS_CONFIG_FILE", nowhere)
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", nowhere)
-        yield
 
-
-@pytest.fixture(scope="module", params=["sync", "processes"])
-def engine(request: pytest.FixtureRequest, aws_env: None) -> Iterator:
-    """Workers started after the test environment is set, so they see it too."""
-    if request.param == "sync":
-        yield "sync"
-    else:
-        with get_engine("processes", workers=2) as built:
-            yield built
 
 
 @pytest.fixture(scope="module")

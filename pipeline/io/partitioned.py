@@ -49,7 +49,12 @@ def check_appended_layout(path: str, partition_by: tuple[str, ...] | None) -> No
     """Appended parts must follow the existing tree's partitioning, or it would no longer read as one table."""
     if not os.path.isfile(os.path.join(path, SUCCESS)):
         return
-    existing, wanted = Manifest.read(path).partition_by, list(partition_by or ())
+    refuse_other_layout(path, Manifest.read(path).partition_by, partition_by)
+
+
+def refuse_other_layout(path: str, existing: Sequence[str], partition_by: Sequence[str] | None) -> None:
+    """SinkError unless the committed output's partitioning (`existing`, from its manifest) is `partition_by`."""
+    existing, wanted = list(existing or ()), list(partition_by or ())
     if existing != wanted:
         raise SinkError(
             f"output {path} is partitioned by {existing or 'nothing'}; "

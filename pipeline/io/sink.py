@@ -7,6 +7,7 @@
 A retried task rewrites the same deterministic part name, so retries cannot duplicate output. Until the
 commit nothing is visible at the destination; `overwrite` moves the old output aside only after the new
 one is complete, and removes it after the rename. A failed run removes its staging folder.
+Outputs on object storage (no rename there) use the protocol in `object_sink` instead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline.batch import Batch, to_arrow
 from pipeline.errors import ConfigError, SinkError
+from pipeline.io.storage import is_local
 from pipeline.io.manifest import SUCCESS, Manifest, Receipt, sidecar, write_json_atomically
 from pipeline.io.partitioned import check_appended_layout, check_partition_by, split_partitions
 from pipeline.stats import Stats
@@ -198,11 +200,19 @@ class FileSink(_FileOutput):
 
 
 def sink_for(
-    path: str, mode: str = "error", format: str | None = None, partition_by: Sequence[str] | None = None
-) -> DirectorySink | FileSink:
+    path: str, mode: str = "error", format: str | None = None, partition_by: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Sink:
     """A `.parquet`/`.csv` path is one file; anything else is a directory of parts (hive folders with
-    `partition_by`)."""
+    `partition_by`). A URL (`s3://bucket/prefix`) is committed on object storage with `storage_options`
+    (see `object_sink`); a local path keeps the staging-folder protocol above."""
     suffix = os.path.splitext(path.rstrip("/"))[1].lower().lstrip(".")
+    if not is_local(path):
+        from pipeline.io.object_sink import object_sink_for
+
+        return object_sink_for(path, mode, format, partition_by, storage_options, suffix)
+    if storage_options:
+        raise ConfigError(f"sink.storage_options: {path} is a local path; storage_options are for s3:// outputs")
     if suffix in FORMATS:
         if partition_by is not None:
             raise ConfigError(f"sink.partition_by: {path} names one file; partitioned output needs a directory path")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from pipeline.batch import Batch
 from pipeline.errors import BadInputFiles, ConfigError, InputError
 from pipeline.io.chunk import Chunk, Piece
 from pipeline.io.check import check_files
+from pipeline.io.manifest import SUCCESS
 from pipeline.io import storage
 
 DEFAULT_CHUNK_ROWS = 250_000  # a pandas chunk is held whole, with its temporaries, by one worker
@@ -193,7 +195,8 @@ class FileSource:
     def files(self) -> list[str]:
         """Every input file, by path or URL; a problem finding them is one ConfigError naming the path."""
         if not self.local:
-            return storage.list_files(self.path, self.storage_options)
+            committed = self._committed()
+            return committed if committed is not None else storage.list_files(self.path, self.storage_options)
         if any(ch in self.path for ch in "*?["):
             files = sorted(glob.glob(self.path, recursive=True))
         elif os.path.isdir(self.path):
@@ -204,6 +207,29 @@ class FileSource:
             raise ConfigError(f"source.path: no such file or directory: {self.path}")
         if not files:
             raise ConfigError(f"source.path: no input files match {self.path}")
+        return files
+
+    def _committed(self) -> list[str] | None:
+        """The files a committed output's `_SUCCESS` manifest lists, when the path is a prefix that has one; else
+        None (listed as usual, also under a marker that is not our manifest). On object storage, parts of failed
+        or concurrent runs may sit beside the listed ones (no rename there: see `object_sink`), so a manifest is
+        trusted over a listing."""
+        fs, inner = self.resolve(self.path)
+        if storage.has_glob(inner):
+            return None
+        marker = f"{inner.rstrip('/')}/{SUCCESS}"
+        try:
+            if fs.get_file_info(marker).type != pafs.FileType.File:
+                return None
+            with fs.open_input_stream(marker) as stream:
+                listed = json.loads(stream.readall())["files"]
+        except OSError as exc:
+            raise ConfigError(f"source.path: {self.path}: {storage.reason(exc)}") from None
+        except (ValueError, KeyError, TypeError):
+            return None  # an empty or foreign `_SUCCESS` (other writers leave one): listed as usual
+        files = sorted(self._url(f"{inner.rstrip('/')}/{entry['file']}") for entry in listed)
+        if not files:
+            raise ConfigError(f"source.path: the committed output {self.path} lists no files")
         return files
 
     def _pack(self, fragments: Iterable[ds.Fragment], url: Callable[[str], str]) -> list[tuple[Piece, ...]]:
