@@ -34,14 +34,19 @@ class Checkpoint:
 
     @property
     def marker(self) -> str:
-        return os.path.join(self.folder, f"{self.name}.done")
+        return storage.join(self.folder, f"{self.name}.done")
 
     @property
     def value_path(self) -> str:
-        return os.path.join(self.folder, f"{self.name}.value")
+        return storage.join(self.folder, f"{self.name}.value")
 
     def save(self, value: Any) -> None:
-        """Record a finished result: the value first, then the marker that vouches for it."""
+        """Record a finished result: the value first, then the marker that vouches for it. On object
+        storage each is one PUT, whole or absent."""
+        if not storage.is_local(self.folder):
+            storage.put(self.value_path, cloudpickle.dumps(value))
+            storage.put(self.marker, json.dumps({"fingerprint": self.fingerprint}).encode())
+            return
         tmp = f"{self.value_path}.tmp-{os.getpid()}"
         with open(tmp, "wb") as fh:
             fh.write(cloudpickle.dumps(value))
@@ -51,12 +56,16 @@ class Checkpoint:
     def done(self) -> bool:
         """Whether an earlier attempt finished this exact work (cheap: reads only the marker)."""
         try:
+            if not storage.is_local(self.folder):
+                return json.loads(storage.get(self.marker)).get("fingerprint") == self.fingerprint
             with open(self.marker) as fh:
                 return json.load(fh).get("fingerprint") == self.fingerprint
         except (OSError, ValueError):
             return False
 
     def load(self) -> Any:
+        if not storage.is_local(self.folder):
+            return cloudpickle.loads(storage.get(self.value_path))
         with open(self.value_path, "rb") as fh:
             return cloudpickle.loads(fh.read())
 

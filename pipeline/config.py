@@ -54,6 +54,13 @@ class SinkConfig(_Section):
     storage_options: dict[str, Any] | None = None  # s3:// outputs: endpoint_url, key, secret, region, ...
 
 
+class RunConfig(_Section):
+    """`[run]` of a graph config: settings of the run itself rather than of one input or output."""
+
+    scratch: str | None = None  # intermediate data: a folder, or a URL every worker reaches ("s3://bucket/tmp")
+    scratch_options: dict[str, Any] | None = None  # storage_options for a scratch URL; default an output's
+
+
 class SecurityConfig(_Section):
     ca_file: str | None = None
     cert_file: str | None = None

@@ -143,18 +143,26 @@ class Output:
 
     dataset: Dataset
     sink: Sink
+    scratch: str | None = None  # `[run] scratch` of the config it came from: the run's intermediate data
+    scratch_options: Mapping[str, Any] | None = None  # storage_options for a URL there
 
-    def run(self, engine: str | Any = "processes", workers: int | None = None, resume: bool = False) -> Manifest:
-        return run(self, engine=engine, workers=workers, resume=resume)[self.sink.path]
+    def run(self, engine: str | Any = "processes", workers: int | None = None, resume: bool = False,
+            scratch: str | None = None, scratch_options: Mapping[str, Any] | None = None) -> Manifest:
+        return run(self, engine=engine, workers=workers, resume=resume, scratch=scratch,
+                   scratch_options=scratch_options)[self.sink.path]
 
 
 def run(*outputs: Output, engine: str | Any = "processes", workers: int | None = None, resume: bool = False,
-        on_progress: Callable | None = None) -> dict[str, Manifest]:
+        on_progress: Callable | None = None, scratch: str | None = None,
+        scratch_options: Mapping[str, Any] | None = None) -> dict[str, Manifest]:
     """Run every output in one task graph; each is committed atomically once all are written.
-    Returns each output's manifest by path."""
+    Returns each output's manifest by path. `scratch` is where joins, exchanges and reductions keep their
+    intermediate data: a local folder, or a URL (`s3://bucket/tmp`) that every worker of a cluster without a
+    shared disk can reach, with `scratch_options` (default: those of an output in that bucket). By default it
+    sits beside the first output, on object storage when the outputs are."""
     from pipeline.graph_run import execute
 
-    return execute(outputs, engine, workers, resume, on_progress)
+    return execute(outputs, engine, workers, resume, on_progress, scratch, scratch_options)
 
 
 def _stem(path: str) -> str:

@@ -33,6 +33,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.io import storage
+
 BATCH_ROWS = 65_536  # a reader can go through a big partition in pieces of at most this many rows...
 BATCH_BYTES = 4 * 1024**2  # ...or about this many bytes
 # times to microseconds, dates to days: (multiply by, then divide by)
@@ -266,7 +268,15 @@ def _pieces(part: pa.Table) -> list[pa.RecordBatch]:
 
 def _write_atomically(path: str, schema: pa.Schema, batches: list[pa.RecordBatch]) -> None:
     """Readers see the old file or the new, never a torn one; the temporary name is unique so two attempts
-    of one task never write into each other. No fsync: the files only need to outlive a killed process."""
+    of one task never write into each other. No fsync: the files only need to outlive a killed process.
+    On object storage the file is one PUT: an object is whole or absent, and a retry replaces it."""
+    if not storage.is_local(path):
+        buffer = pa.BufferOutputStream()
+        with pa.ipc.new_file(buffer, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        storage.put(path, buffer.getvalue())
+        return
     temporary = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     try:
         with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
@@ -297,8 +307,14 @@ def partition_sizes(outputs: Sequence[MapOutput], n: int) -> tuple[list[int], li
 
 def _file_part(path: str, partition: int) -> pa.Table:
     """One file's rows of `partition`, memory-mapped: this reads only the file's footer and the batches'
-    headers; their pages are read when used, and stay valid after the file handle is closed."""
-    with pa.memory_map(path) as source:
+    headers; their pages are read when used, and stay valid after the file handle is closed. On object
+    storage, ranged reads of the footer and of this partition's batches only."""
+    if not storage.is_local(path):
+        fs, inner = storage.object_fs(path)
+        source = fs.open_input_file(inner)
+    else:
+        source = pa.memory_map(path)
+    with source:
         reader = pa.ipc.open_file(source)
         batches = [reader.get_batch(i) for i in _batch_range(reader, path, partition)]
         return pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)

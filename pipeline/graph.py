@@ -29,7 +29,7 @@ from pipeline import shuffle, tasks
 from pipeline.checkpoint import Checkpoint, fingerprints
 from pipeline.dataset import Dataset, Output
 from pipeline.errors import ConfigError
-from pipeline.io import FileSink, MemorySink, Sink
+from pipeline.io import FileSink, MemorySink, Sink, storage
 from pipeline.io.chunk import Chunk, Piece
 from pipeline.io.scratch import ExchangeSource, ScratchSink, ScratchSource
 from pipeline.io.source import Source
@@ -125,14 +125,15 @@ class GraphCompiler:
         label = f"{parts.name}: read{'+' + names if names else ''}+{label}"
         fingerprint = None
         if parts.resumable and self.staged:  # stages digested by their code and params, the rest by its repr
-            os.makedirs(os.path.join(self.scratch, prefix), exist_ok=True)
+            if storage.is_local(self.scratch):  # object storage has no folders to make
+                os.makedirs(os.path.join(self.scratch, prefix), exist_ok=True)
             stages = (*parts.stages, *(a for a in args if isinstance(a, Stage)))
             rest = [a for a in args if not isinstance(a, Stage)]
             fingerprint = fingerprints(stages, parts.source, f"{label}|{rest!r}")
         keys = []
         for chunk in parts.chunks:
             key = f"{prefix}/{step}-{chunk.index:05d}"
-            checkpoint = Checkpoint(os.path.join(self.scratch, prefix), f"{step}-{chunk.index:05d}",
+            checkpoint = Checkpoint(storage.join(self.scratch, prefix), f"{step}-{chunk.index:05d}",
                                     fingerprint(chunk)) if fingerprint else None
             if self.resume and checkpoint is not None and checkpoint.done():
                 self.tasks[key] = Task(key, tasks.reuse, (checkpoint,), "reuse", chunk.index, chunk.label)
@@ -152,7 +153,7 @@ class GraphCompiler:
         partials = self._each_part(upstream, prefix, "chunk", f"{reducer.name}:partial",
                                    tasks.partial_chunk, (reducer,))
         root = add_tree(self.tasks, reducer, partials, self.fan_in, f"{prefix}/")
-        sink = ScratchSink(os.path.join(self.scratch, prefix))
+        sink = ScratchSink(storage.join(self.scratch, prefix))
         key = f"{prefix}/finalize"
         self.tasks[key] = Task(key, tasks.finalize, (reducer, (), sink, Ref(root)), f"{name}: {reducer.name}:finalize")
         self.notes.append(f"{name}: {reducer.name} over {len(upstream.chunks)} part(s), combined {self.fan_in} at a time")
@@ -169,7 +170,7 @@ class GraphCompiler:
                               f"by is not a column of {upstream.name} (has: {', '.join(columns)})")
         n = spec.partitions or n or max(1, min(MAX_PARTITIONS, len(upstream.chunks)))
         prefix = self._prefix(name)
-        folder = os.path.join(self.scratch, prefix)
+        folder = storage.join(self.scratch, prefix)
         boundaries = None
         if spec.kind == "range":
             samples = self._each_part(upstream, prefix, "sample", "sample", shuffle.sample_chunk, (spec,))
@@ -205,7 +206,7 @@ class GraphCompiler:
     def _broadcast(self, name: str, left: Parts, right: Parts, spec: JoinSpec, side: str) -> Parts:
         small, big = (left, right) if side == "left" else (right, left)
         prefix = self._prefix(f"{small.name}.broadcast")
-        sink = ScratchSink(os.path.join(self.scratch, prefix))
+        sink = ScratchSink(storage.join(self.scratch, prefix))
         done = self._barrier(prefix, self._each_part(small, prefix, "part", "write", tasks.write_chunk, (sink,)))
         paths = tuple(sink.part(chunk.index) for chunk in small.chunks)
         probe = Stage(BroadcastJoin(paths, spec, side == "left"), f"join {small.name}")
@@ -219,7 +220,7 @@ class GraphCompiler:
         """Write tasks for an output; a single-file output gets its parts gathered into one first."""
         if isinstance(sink, FileSink) and len(parts.chunks) > 1:
             prefix = self._prefix(f"{parts.name}.gather")
-            scratch = ScratchSink(os.path.join(self.scratch, prefix))
+            scratch = ScratchSink(storage.join(self.scratch, prefix))
             done = self._barrier(prefix, self._each_part(parts, prefix, "part", "write", tasks.write_chunk,
                                                           (scratch,)))
             pieces = tuple(Piece(scratch.part(c.index)) for c in parts.chunks)

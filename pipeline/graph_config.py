@@ -16,20 +16,24 @@
     from = "with_planes"
     path = "out/by_maker.parquet"
 
+    [run]                               # optional: where joins and exchanges keep intermediate data
+    scratch = "s3://bucket/tmp"         # default beside the first output; scratch_options for its keys
+
 Inputs and datasets share one namespace. Every name, cycle and path is checked before anything runs, each
 mistake one line naming the key.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.config import (
-    EngineConfig, Job, SinkConfig, SourceConfig, StageConfig, _build_stage, _describe, _resolve_security, _Section,
-    resolve_path,
+    EngineConfig, Job, RunConfig, SinkConfig, SourceConfig, StageConfig, _build_stage, _describe, _resolve_security,
+    _Section, resolve_path,
 )
 from pipeline.dataset import Dataset, Output, read
 from pipeline.errors import ConfigError
@@ -73,6 +77,7 @@ class GraphConfig(_Section):
     datasets: dict[str, DatasetConfig] = {}
     outputs: dict[str, OutputConfig] = Field(min_length=1)
     engine: EngineConfig = EngineConfig()
+    run: RunConfig = RunConfig()
 
 
 def load_graph(raw: dict[str, Any], path: Path) -> Job:
@@ -105,12 +110,14 @@ class _Builder:
             raise ConfigError(f"datasets.{twice[0]}: the name is also an input; inputs and datasets share names")
 
     def outputs(self) -> list[Output]:
+        run = self.config.run
+        scratch = None if run.scratch is None else resolve_path(run.scratch, self.base)
         outputs = []
         for name, spec in self.config.outputs.items():
             dataset = self.dataset(spec.from_, f"outputs.{name}.from", ())
             path = resolve_path(spec.path, self.base)
             sink = sink_for(path, spec.mode, spec.format, spec.partition_by, spec.storage_options)
-            outputs.append(dataset.write(sink))
+            outputs.append(replace(dataset.write(sink), scratch=scratch, scratch_options=run.scratch_options))
         return outputs
 
     def dataset(self, name: str, key: str, visiting: tuple[str, ...]) -> Dataset:

@@ -37,6 +37,7 @@ from pipeline.errors import PipelineError, StageError
 from pipeline.io.chunk import Chunk
 from pipeline.io.scratch import ExchangeSource
 from pipeline.io.source import Source
+from pipeline.io.storage import is_local
 from pipeline.stage import Stage
 from pipeline.stats import StageCount
 from pipeline import tasks
@@ -108,7 +109,8 @@ def map_chunk(
             ids = kernel.range_partitions(table, spec.keys, spec.ascending, boundaries)
         else:
             ids = kernel.hash_partitions(table, spec.keys, n, spec.key_types)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if is_local(path):  # on object storage a key needs no folder
+            os.makedirs(os.path.dirname(path), exist_ok=True)
         output = kernel.write_map_output(path, table, ids, n)
     except PipelineError:
         raise

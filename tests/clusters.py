@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,9 +182,27 @@ def stop_all(services: list[Service]) -> None:
         raise RuntimeError("; ".join(errors))
 
 
+def isolated(args: list[str], hide: Sequence[Path]) -> list[str]:
+    """`args` run in a private mount namespace with an empty tmpfs over each of `hide` and over /tmp, from
+    /tmp there: the process sees none of the files the test wrote, as a worker on another machine would not.
+    Needs root and `unshare` (see `can_isolate`)."""
+    mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(path))}" for path in [*hide, "/tmp"])
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && cd /tmp && exec "$@"',
+            "sh", *args]
+
+
+def can_isolate() -> bool:
+    """Whether `isolated` works here (root, `unshare`, and tmpfs mounts allowed)."""
+    probe = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs none /tmp"]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+    return False
+
+
 @contextlib.contextmanager
-def dask_cluster(root: Path, workers: int = 2) -> Iterator[str]:
-    """A `dask scheduler` and `workers` single-threaded `dask worker` processes; yields the address."""
+def dask_cluster(root: Path, workers: int = 2, hide: Sequence[Path] = ()) -> Iterator[str]:
+    """A `dask scheduler` and `workers` single-threaded `dask worker` processes; yields the address. With
+    `hide`, each worker runs `isolated` from those folders and /tmp."""
     import distributed
 
     port = free_port()
@@ -197,7 +216,7 @@ def dask_cluster(root: Path, workers: int = 2) -> Iterator[str]:
             args = [str(BIN / "dask"), "worker", address, "--host", HOST, "--nworkers", "1", "--nthreads", "1",
                     "--no-dashboard", "--dashboard-address", f"{HOST}:0", "--death-timeout", "60",
                     "--name", f"worker-{i}", "--local-directory", str(root / f"worker-{i}")]
-            services.append(start(f"worker-{i}", args, root, env))
+            services.append(start(f"worker-{i}", isolated(args, hide) if hide else args, root, env))
         with distributed.Client(address, timeout=30, set_as_default=False) as client:
             client.wait_for_workers(workers, timeout=START_TIMEOUT)
         yield address

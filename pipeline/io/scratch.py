@@ -8,6 +8,11 @@
 Files are Arrow IPC: written once by the worker that made them, read by any worker, never through the
 driver. The folder sits beside the first output so it is on the same storage, and is removed when the
 run ends, except after an interrupt, when `--resume` takes it over.
+
+On object storage (outputs there, or `[run] scratch = "s3://..."`) the folder is a prefix and its paths
+are `storage.ObjectPath`s carrying the storage_options, so workers that share no disk still meet there:
+each file is one PUT (an object is whole or absent), reads are ranged GETs through pyarrow's filesystem.
+Local paths keep the temporary-name-and-rename writes and memory-mapped reads.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -24,6 +30,7 @@ from pipeline import exchange as kernel
 from pipeline.batch import Batch, to_arrow
 from pipeline.errors import InputError
 from pipeline.io.chunk import Chunk, Piece
+from pipeline.io import storage
 from pipeline.io.manifest import Receipt
 from pipeline.stats import Stats
 
@@ -33,12 +40,26 @@ def scratch_folder(output: str, run_id: str) -> str:
     return os.path.join(folder, f".{name}.scratch-{run_id}")
 
 
+def object_scratch_folder(output: str, run_id: str, storage_options: Mapping[str, Any] | None) -> str:
+    """`s3://bucket/prefix/.<name>.scratch-<run>` beside an output on object storage, with its options."""
+    folder, _, name = output.rstrip("/").rpartition("/")
+    return storage.ObjectPath(f"{folder}/.{name}.scratch-{run_id}", storage_options)
+
+
 def remove(folder: str) -> None:
+    if not storage.is_local(folder):
+        storage.remove_tree(folder)
+        return
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_ipc(path: str, table: pa.Table) -> int:
     """Write `table` whole or not at all (temp name, then rename); returns the bytes written."""
+    if not storage.is_local(path):
+        buffer = pa.BufferOutputStream()
+        with pa.ipc.new_file(buffer, table.schema) as writer:
+            writer.write_table(table)
+        return storage.put(path, buffer.getvalue())
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
     with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -55,6 +76,10 @@ def read_ipc_files(paths: Sequence[str]) -> pa.Table:
 
 def read_ipc(path: str) -> pa.Table:
     try:
+        if not storage.is_local(path):
+            fs, inner = storage.object_fs(path)
+            with fs.open_input_file(inner) as source:
+                return pa.ipc.open_file(source).read_all()
         with pa.memory_map(path) as source:
             return pa.ipc.open_file(source).read_all()
     except (pa.ArrowException, OSError) as exc:
@@ -69,7 +94,7 @@ class ScratchSink:
     path: str = "<scratch>"
 
     def part(self, chunk: int | None) -> str:
-        return os.path.join(self.folder, f"part-{chunk or 0:05d}.arrow")
+        return storage.join(self.folder, f"part-{chunk or 0:05d}.arrow")
 
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
         table = to_arrow(batch).replace_schema_metadata(None)
@@ -110,7 +135,7 @@ class ExchangeSource:
         return self.name
 
     def map_path(self, index: int) -> str:
-        return os.path.join(self.folder, f"map-{index:05d}.arrow")
+        return storage.join(self.folder, f"map-{index:05d}.arrow")
 
     def read(self, chunk: Chunk) -> pa.Table:
         return kernel.read_partition([self.map_path(m) for m in range(self.maps)], chunk.index)

@@ -282,3 +282,58 @@ def _cached(key: str, build: Callable[[], pafs.FileSystem]) -> pafs.FileSystem:
         with _CACHE_LOCK:
             fs = _CACHE.setdefault(key, fs)
     return fs
+
+
+# ---- the run's scratch on object storage -------------------------------------------------------------------
+
+
+class ObjectPath(str):
+    """A scratch URL that carries its `storage_options`. Many scratch paths reach a worker as bare strings
+    (a broadcast side's part list, a map file's name); this keeps the bucket's endpoint and credentials with
+    them, through pickling too, so every process reaches the scratch the way the driver does."""
+
+    storage_options: dict[str, Any]
+
+    def __new__(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> "ObjectPath":
+        path = super().__new__(cls, url)
+        path.storage_options = dict(storage_options or {})
+        return path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ObjectPath, (str(self), self.storage_options)
+
+
+def join(folder: str, *names: str) -> str:
+    """`os.path.join` for a local folder (unchanged); for a URL, `/`-joined, keeping its storage_options."""
+    if is_local(folder):
+        return os.path.join(folder, *names)
+    return ObjectPath("/".join([folder.rstrip("/"), *names]), getattr(folder, "storage_options", None))
+
+
+def object_fs(path: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem of a scratch URL, with the options it carries (else those of the environment)."""
+    return resolve(path, getattr(path, "storage_options", None), "run.scratch")
+
+
+def put(path: str, data: bytes | Any) -> int:
+    """One object, written in one request when it closes: whole or absent, so no temporary name and rename."""
+    fs, inner = object_fs(path)
+    with fs.open_output_stream(inner) as out:
+        out.write(data)
+    return len(data)
+
+
+def get(path: str) -> bytes:
+    fs, inner = object_fs(path)
+    with fs.open_input_stream(inner) as source:
+        return source.readall()
+
+
+def remove_tree(path: str) -> None:
+    """Every object under a scratch prefix, then the prefix; one already gone is no error."""
+    fs, inner = object_fs(path)
+    try:
+        fs.delete_dir_contents(inner, missing_dir_ok=True)
+        fs.delete_dir(inner)
+    except FileNotFoundError:
+        pass
