@@ -6,6 +6,7 @@ per-task overhead, a scaling curve and peak memory at 1× and 10× the data.
     python scripts/benchmark.py [--rows 10_000_000 --files 40 --repeats 3 --json bench-results/latest.json]
     python scripts/benchmark.py --quick            # small scales, one repeat: a couple of minutes
     python scripts/benchmark.py --markdown bench-results/latest.json   # the README's tables from a run
+    python scripts/benchmark.py --s3               # reading the taxi data from a local S3 server vs disk
 
 The TPC-H suite (the 22 queries of `scripts/tpch.py`, this framework on processes, dask and ray against
 DuckDB, Polars, pandas, Dask DataFrame and Ray Data, and against itself on float64 data):
@@ -51,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=float, default=300.0, help="TPC-H: seconds a query may take before "
                         "it counts as not run")
     parser.add_argument("--baseline", default="", help="TPC-H: a SF 1 run's JSON, for the peak-memory target")
+    parser.add_argument("--s3", action="store_true",
+                        help="only time reading the taxi data from a local S3 server against local disk")
     parser.add_argument("--run-one", metavar="SYSTEM", help=argparse.SUPPRESS)
     parser.add_argument("--run-tpch", metavar="SYSTEM", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -88,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.tpch:
         return _tpch(args, argv)
+    if args.s3:
+        from bench import data, s3_read
+
+        s3_read.main(data.taxi(args.rows, args.files), args.workers, args.repeats)
+        return 0
     from bench.suite import Options
     from bench.suite import main as run_suite
 
