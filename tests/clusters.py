@@ -183,12 +183,18 @@ def stop_all(services: list[Service]) -> None:
 
 
 def isolated(args: list[str], hide: Sequence[Path]) -> list[str]:
-    """`args` run in a private mount namespace with an empty tmpfs over each of `hide` and over /tmp, from
-    /tmp there: the process sees none of the files the test wrote, as a worker on another machine would not.
+    """`args` run in a private mount namespace with an empty tmpfs over each of `hide` and over /tmp (unless
+    this checkout's interpreter lives there), from /tmp: the process sees none of the files the test wrote, as a
+    worker on another machine would not.
     Needs root and `unshare` (see `can_isolate`)."""
-    mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(path))}" for path in [*hide, "/tmp"])
+    private = [*hide, *(["/tmp"] if not _under_tmp(BIN) else [])]  # a venv under /tmp must stay visible
+    mounts = " && ".join(f"mount -t tmpfs none {shlex.quote(str(path))}" for path in private)
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{mounts} && cd /tmp && exec "$@"',
             "sh", *args]
+
+
+def _under_tmp(path: Path) -> bool:
+    return Path("/tmp") in path.resolve().parents
 
 
 def can_isolate() -> bool:
