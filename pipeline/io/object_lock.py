@@ -29,6 +29,12 @@ HEARTBEAT = 10.0  # seconds between renewals
 STALE = 60.0  # a lock not renewed for this long belongs to a dead driver
 
 
+def stale_after() -> float:
+    """STALE, or `PIPELINE_S3_LOCK_STALE` seconds when set: read at each call, so a test (or a store with a
+    known clock skew) can change it without waiting a minute."""
+    return float(os.environ.get("PIPELINE_S3_LOCK_STALE") or STALE)
+
+
 def lock_key(url: str) -> str:
     """`s3://bucket/a/out` → `bucket/a/.out.lock` (the path inside the filesystem)."""
     inner = url.split("://", 1)[1].strip("/")
@@ -80,7 +86,7 @@ def _acquire(s3: Any, key: str, owner: str, url: str) -> str:
         body, etag = found
         other = holder(body)
         age = time.time() - float(other.get("heartbeat", 0) or 0)
-        if age < STALE:
+        if age < stale_after():
             who = f"pid {other.get('pid')} on {other.get('host')}" if other else "another run"
             raise SinkError(f"another run is writing {url} (lock held by {who}, renewed {age:.0f}s ago); "
                             "wait for it to finish")

@@ -97,9 +97,14 @@ class _ObjectOutput:
         return Manifest(**json.loads(found[0])), found[1]
 
     def _write_marker(self, key: str, manifest: Manifest, etag: str | None) -> None:
+        """A precondition failure on a marker that names this run is our own write, retried after its answer
+        was lost (and not caught by `s3_client.put`'s ETag check on a store whose ETag is no MD5)."""
         try:
             s3_client.put(self.s3, key, manifest.to_json().encode(), etag)
         except s3_client.PreconditionFailed:
+            current, _ = self._read_marker(key)
+            if current is not None and current.run_id == manifest.run_id and current.files == manifest.files:
+                return
             raise SinkError(f"output {self.path} was committed by another run meanwhile; nothing committed") from None
 
     def _write_object(self, key: str, table: pa.Table) -> int:
@@ -257,8 +262,11 @@ class ObjectFileSink(_ObjectOutput):
         previous, etag = self._read_marker(sidecar(self.inner))
         if previous is not None and self.mode == "error":
             raise SinkError(f"output {self.path} was committed by another run meanwhile (sink.mode = 'error')")
-        if staged:
+        if staged:  # the staged body must be as long as its writer recorded: a short read is never committed
             body = self.fs.open_input_stream(f"{self.folder}/{staged[0]}").readall()
+            if len(body) != manifest.files[0]["bytes"]:
+                raise SinkError(f"output {self.path}: read {len(body)} of the {manifest.files[0]['bytes']} bytes "
+                                "staged; nothing committed")
             current = s3_client.get(self.s3, self.inner) if self.mode == "overwrite" else None
             try:  # the final key is written once, here, and only over what this run saw
                 s3_client.put(self.s3, self.inner, body, current[1] if current else None)

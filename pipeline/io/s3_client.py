@@ -10,6 +10,7 @@ any AWS tooling); without it, writing to `s3://` stops with one line saying so.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Mapping
@@ -46,7 +47,8 @@ def _build(kwargs: dict[str, Any]) -> Any:
     except ImportError:
         raise ConfigError("sink.path: committing to s3:// needs boto3 (pip install boto3)") from None
     endpoint = kwargs.get("endpoint_override")
-    config: dict[str, Any] = {"retries": {"max_attempts": int(kwargs.get("max_attempts") or 5), "mode": "standard"}}
+    attempts = int(kwargs.get("max_attempts") or storage.MAX_ATTEMPTS)
+    config: dict[str, Any] = {"retries": {"max_attempts": attempts, "mode": "standard"}}
     if kwargs.get("anonymous"):
         from botocore import UNSIGNED
 
@@ -80,7 +82,10 @@ def get(s3: Any, inner: str) -> tuple[bytes, str] | None:
 
 def put(s3: Any, inner: str, body: bytes, etag: str | None) -> str:
     """Create `inner` if `etag` is None (only if absent), else replace it only if it still has `etag`.
-    Returns the new etag; PreconditionFailed if someone else got there first."""
+    Returns the new etag; PreconditionFailed if someone else got there first.
+
+    A PUT that took effect but whose answer was lost is retried by the client, and the retry fails its condition
+    on the object it wrote itself: an object holding exactly `body` (its ETag is the body's MD5) is ours."""
     from botocore.exceptions import ClientError
 
     bucket, key = split(inner)
@@ -89,8 +94,22 @@ def put(s3: Any, inner: str, body: bytes, etag: str | None) -> str:
         return s3.put_object(Bucket=bucket, Key=key, Body=body, **condition)["ETag"]
     except ClientError as exc:
         if _status(exc) in (409, 412) or _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+            mine = _etag_if_holding(s3, bucket, key, body)
+            if mine is not None:
+                return mine
             raise PreconditionFailed(f"{inner}: {'already exists' if etag is None else 'changed meanwhile'}") from None
         raise SinkError(f"{inner}: {_code(exc)}: {exc}") from None
+
+
+def _etag_if_holding(s3: Any, bucket: str, key: str, body: bytes) -> str | None:
+    """The object's etag if it holds exactly `body` (single-part ETag = MD5), else None."""
+    from botocore.exceptions import ClientError
+
+    try:
+        found = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+    except ClientError:
+        return None
+    return found if found.strip('"') == hashlib.md5(body).hexdigest() else None
 
 
 def delete(s3: Any, inner: str, etag: str | None = None) -> bool:

@@ -99,11 +99,24 @@ def list_files(path: str, storage_options: Mapping[str, Any] | None = None, wher
             if info.type == pafs.FileType.NotFound:
                 raise ConfigError(f"{where}.path: {path}: {_why_missing(fs, inner, path)}")
             found = [inner] if info.type == pafs.FileType.File else _walk(fs, inner)
+            if info.type == pafs.FileType.Directory and scheme_of(path) in S3_SCHEMES:
+                _refuse_uncommitted(fs, inner, path, where)
     except OSError as exc:
         raise ConfigError(f"{where}.path: {path}: {reason(exc)}") from None
     if not found:
         raise ConfigError(f"{where}.path: no input files match {path}")
     return [to_url(path, f) for f in sorted(found)]
+
+
+def _refuse_uncommitted(fs: pafs.FileSystem, inner: str, url: str, where: str) -> None:
+    """A prefix with no `_SUCCESS` and an output lock beside it is an output being written, or left by a killed
+    run (its parts are not an output): refused, rather than read as a plain listing."""
+    from pipeline.io.object_lock import lock_key
+
+    if (fs.get_file_info(f"{inner.rstrip('/')}/_SUCCESS").type == pafs.FileType.NotFound
+            and fs.get_file_info(lock_key(url)).type == pafs.FileType.File):
+        raise ConfigError(f"{where}.path: {url}: an output not committed (no _SUCCESS; a run is writing it, or "
+                          "was killed: its next run cleans up)")
 
 
 def is_folder(fs: pafs.FileSystem, inner: str) -> bool:
@@ -196,12 +209,16 @@ def _s3(options: dict[str, Any], where: str) -> pafs.FileSystem:
     return _cached(key, lambda: _build_s3(kwargs, where))
 
 
+MAX_ATTEMPTS = 5  # per request, unless storage_options say otherwise: the same for pyarrow and botocore
+
+
 def _build_s3(kwargs: dict[str, Any], where: str) -> pafs.FileSystem:
+    """Requests refused with 5xx or cut off are retried (standard strategy, MAX_ATTEMPTS unless given), as the
+    commit's botocore client does (`s3_client`)."""
     kwargs = dict(kwargs)
-    attempts = kwargs.pop("max_attempts", None)
+    attempts = kwargs.pop("max_attempts", None) or MAX_ATTEMPTS
     try:
-        if attempts is not None:
-            kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=int(attempts))
+        kwargs["retry_strategy"] = pafs.AwsStandardS3RetryStrategy(max_attempts=int(attempts))
         return pafs.S3FileSystem(**kwargs)
     except (TypeError, ValueError, OSError) as exc:
         raise ConfigError(f"{where}.storage_options: {reason(exc)}") from None
