@@ -7,6 +7,7 @@ exercised for real. Buckets live as long as the test session; each test uses its
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,17 @@ class S3Server:
     def put(self, destination: str, data: bytes) -> None:
         with self.filesystem.open_output_stream(destination) as out:
             out.write(data)
+
+
+def objects(server: S3Server, prefix: str) -> list[str]:
+    """Every object under `bucket/prefix`, relative to it."""
+    infos = server.filesystem.get_file_info(pafs.FileSelector(prefix, recursive=True, allow_not_found=True))
+    return sorted(i.path[len(prefix) + 1:] for i in infos if i.type == pafs.FileType.File)
+
+
+def manifest(server: S3Server, prefix: str) -> dict:
+    """The `_SUCCESS` manifest of the output at `bucket/prefix`."""
+    return json.loads(server.filesystem.open_input_stream(f"{prefix}/_SUCCESS").readall())
 
 
 @pytest.fixture(scope="session")

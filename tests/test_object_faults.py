@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import cloudpickle
 import pandas as pd
-import pyarrow.fs as pafs
 import pytest
 
 import spawned
@@ -30,7 +29,7 @@ from pipeline import Pipeline, read
 from pipeline.engines import get_engine
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.io import FileSource, sink_for
-from s3server import S3Server, aws_env, s3_server  # noqa: F401 - fixtures
+from s3server import S3Server, aws_env, manifest, objects, s3_server  # noqa: F401 - fixtures
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
 
@@ -197,13 +196,6 @@ def keep(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def objects(server: S3Server, prefix: str) -> list[str]:
-    infos = server.filesystem.get_file_info(pafs.FileSelector(prefix, recursive=True, allow_not_found=True))
-    return sorted(i.path[len(prefix) + 1:] for i in infos if i.type == pafs.FileType.File)
-
-
-def manifest(server: S3Server, prefix: str) -> dict:
-    return json.loads(server.filesystem.open_input_stream(f"{prefix}/_SUCCESS").readall())
 
 
 def rows(url: str, options: dict[str, str]) -> pd.DataFrame:

@@ -16,7 +16,6 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -24,7 +23,7 @@ from pipeline.config import load
 from pipeline.dataset import Dataset, Output, read, run
 from pipeline.errors import ConfigError, StageError
 from pipeline.io.storage import ObjectPath
-from s3server import S3Server, aws_env, engine, s3_server  # noqa: F401 - fixtures
+from s3server import S3Server, aws_env, engine, manifest, objects, s3_server  # noqa: F401 - fixtures
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # cluster workers cannot import the tests
 
@@ -112,11 +111,6 @@ def s3_result(server: S3Server, bucket: str) -> dict[str, pd.DataFrame]:
     fs = server.filesystem
     return {name: frame(pq.read_table(f"{bucket}/{name}", filesystem=fs), by) for name, by in SORT.items()}
 
-
-def objects(server: S3Server, prefix: str) -> list[str]:
-    """Every object under `bucket/prefix`, relative to it."""
-    infos = server.filesystem.get_file_info(pafs.FileSelector(prefix, recursive=True, allow_not_found=True))
-    return sorted(i.path[len(prefix) + 1:] for i in infos if i.type == pafs.FileType.File)
 
 
 def s3_inputs(bucket: str, opts: dict[str, str]) -> tuple[Dataset, Dataset]:

@@ -20,7 +20,7 @@ from pipeline.errors import ConfigError, SinkError, StageError
 from pipeline.io import FileSource, ObjectDirectorySink, ObjectFileSink, sink_for
 from pipeline.io import s3_client
 from pipeline.io.object_lock import lock_key, object_lock
-from s3server import S3Server, aws_env, engine, s3_server  # noqa: F401 - fixtures
+from s3server import S3Server, aws_env, engine, manifest, objects, s3_server  # noqa: F401 - fixtures
 from stages.analyze import aggregate
 
 
@@ -44,16 +44,6 @@ def fail_late(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def objects(server: S3Server, prefix: str) -> list[str]:
-    """Every object under `bucket/prefix`, relative to it."""
-    import pyarrow.fs as pafs
-
-    infos = server.filesystem.get_file_info(pafs.FileSelector(prefix, recursive=True, allow_not_found=True))
-    return sorted(i.path[len(prefix) + 1:] for i in infos if i.type == pafs.FileType.File)
-
-
-def manifest(server: S3Server, prefix: str) -> dict:
-    return json.loads(server.filesystem.open_input_stream(f"{prefix}/_SUCCESS").readall())
 
 
 def rows(url: str, opts: dict[str, str]) -> pd.DataFrame:
