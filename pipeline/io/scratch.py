@@ -54,7 +54,8 @@ def remove(folder: str) -> None:
 
 
 def write_ipc(path: str, table: pa.Table) -> int:
-    """Write `table` whole or not at all (temp name, then rename); returns the bytes written."""
+    """Write `table` whole or not at all (a temporary name then a rename; on object storage, one PUT); returns
+    the bytes written."""
     if not storage.is_local(path):
         buffer = pa.BufferOutputStream()
         with pa.ipc.new_file(buffer, table.schema) as writer:
