@@ -283,8 +283,9 @@ def ray_cluster(root: Path, token: str, cpus: int = 2) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def ray_head_cluster(root: Path, token: str, cpus: int = 2) -> Iterator[RayHead]:
-    """`ray start --head --block` with token authentication on; yields its GCS and Ray Client addresses.
+def ray_head_cluster(root: Path, token: str, cpus: int = 2, hide: Sequence[Path] = ()) -> Iterator[RayHead]:
+    """`ray start --head --block` with token authentication on; yields its GCS and Ray Client addresses. With
+    `hide`, the head and its workers run `isolated` from those folders and /tmp (reach it by Ray Client then).
 
     Ray's session files go to a short temp dir (its socket paths must fit in 107 bytes), removed after."""
     port, client_port, agent_port, *metrics = free_ports(5)
@@ -300,7 +301,8 @@ def ray_head_cluster(root: Path, token: str, cpus: int = 2) -> Iterator[RayHead]
     # can crash it (SIGSEGV): "Starting Ray client server failed" for about one first connection in three.
     env = clean_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, GRPC_ENABLE_FORK_SUPPORT="0",
                     AUTOSCALER_METRIC_PORT=str(metrics[0]), DASHBOARD_METRIC_PORT=str(metrics[1]))
-    services = [start("ray-head", args, root, env, [port, client_port, agent_port, *metrics])]
+    services = [start("ray-head", isolated(args, hide) if hide else args, root, env,
+                      [port, client_port, agent_port, *metrics])]
     try:
         wait_until(lambda: "Ray runtime started" in services[0].output(), services, "'Ray runtime started'")
         # the Ray Client server starts in the background: it may not listen yet when the head says it started
