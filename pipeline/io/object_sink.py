@@ -44,11 +44,12 @@ from pipeline.errors import ConfigError, SinkError
 from pipeline.io import s3_client, storage
 from pipeline.io.manifest import SUCCESS, Manifest, Receipt, sidecar
 from pipeline.io.partitioned import check_partition_by, refuse_other_layout, split_partitions
-from pipeline.io.sink import FORMATS, MODES
+from pipeline.io.sink import FORMATS, check_mode_and_format
 from pipeline.stats import Stats
 
 log = logging.getLogger("pipeline")
 _PART = re.compile(r"(^|/)part-\d{5}-(?P<run>.+)-(?P<attempt>[0-9a-f]{8})\.(parquet|csv)$")
+
 
 @dataclass(frozen=True)
 class _ObjectOutput:
@@ -61,10 +62,7 @@ class _ObjectOutput:
     storage_options: Mapping[str, Any] | None = field(default=None, repr=False)  # may hold secrets
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"sink.mode: expected one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.format not in FORMATS:
-            raise ConfigError(f"sink.format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
+        check_mode_and_format(self.mode, self.format)
         if storage.scheme_of(self.path) not in storage.S3_SCHEMES:
             raise ConfigError(f"sink.path: {self.path}: outputs may be local or on s3:// (other schemes: not yet)")
         object.__setattr__(self, "path", self.path.rstrip("/"))

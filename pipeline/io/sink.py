@@ -51,6 +51,14 @@ class Sink(Protocol):
     def abort(self) -> None: ...
 
 
+def check_mode_and_format(mode: str, format: str) -> None:
+    """Refuse an unknown `[sink] mode` or `format` when the sink is made, on disk or on object storage."""
+    if mode not in MODES:
+        raise ConfigError(f"sink.mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if format not in FORMATS:
+        raise ConfigError(f"sink.format: expected one of {', '.join(FORMATS)}, got {format!r}")
+
+
 @dataclass(frozen=True)
 class _FileOutput:
     """What directory and single-file sinks share: mode checks, staging folder, part writing."""
@@ -61,10 +69,7 @@ class _FileOutput:
     run_id: str = ""
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"sink.mode: expected one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.format not in FORMATS:
-            raise ConfigError(f"sink.format: expected one of {', '.join(FORMATS)}, got {self.format!r}")
+        check_mode_and_format(self.mode, self.format)
         object.__setattr__(self, "path", os.path.abspath(self.path))
 
     @property
