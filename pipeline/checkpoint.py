@@ -5,6 +5,10 @@ fingerprint still matches, so a changed stage invalidates every chunk and a chan
 
     staging/chunk-00003.done    {"fingerprint": "..."}   written last: the result below is complete
     staging/chunk-00003.value   the receipt or partial aggregate (cloudpickle)
+
+On object storage, where an object is whole or absent, one PUT does both: the value is stored under a key
+that names the fingerprint (`chunk-00003.<fingerprint>.value`), so `done()` is one HEAD and a stale
+fingerprint's object is simply never asked for.
 """
 
 from __future__ import annotations
@@ -38,14 +42,15 @@ class Checkpoint:
 
     @property
     def value_path(self) -> str:
+        if not storage.is_local(self.folder):
+            return storage.join(self.folder, f"{self.name}.{self.fingerprint}.value")
         return storage.join(self.folder, f"{self.name}.value")
 
     def save(self, value: Any) -> None:
-        """Record a finished result: the value first, then the marker that vouches for it. On object
-        storage each is one PUT, whole or absent."""
+        """Record a finished result: the value first, then the marker that vouches for it (on object
+        storage, one PUT under the fingerprint's name)."""
         if not storage.is_local(self.folder):
             storage.put(self.value_path, cloudpickle.dumps(value))
-            storage.put(self.marker, json.dumps({"fingerprint": self.fingerprint}).encode())
             return
         tmp = f"{self.value_path}.tmp-{os.getpid()}"
         with open(tmp, "wb") as fh:
@@ -57,7 +62,7 @@ class Checkpoint:
         """Whether an earlier attempt finished this exact work (cheap: reads only the marker)."""
         try:
             if not storage.is_local(self.folder):
-                return json.loads(storage.get(self.marker)).get("fingerprint") == self.fingerprint
+                return storage.exists(self.value_path)
             with open(self.marker) as fh:
                 return json.load(fh).get("fingerprint") == self.fingerprint
         except (OSError, ValueError):

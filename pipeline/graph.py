@@ -124,10 +124,9 @@ class GraphCompiler:
         names = "+".join(s.name for s in parts.stages)
         label = f"{parts.name}: read{'+' + names if names else ''}+{label}"
         fingerprint = None
-        # stages digested by their code and params, the rest by its repr; not on object storage, where
-        # `--resume` is refused, so a checkpoint would be two PUTs per task for nothing
-        if parts.resumable and self.staged and storage.is_local(self.scratch):
-            os.makedirs(os.path.join(self.scratch, prefix), exist_ok=True)
+        if parts.resumable and self.staged:  # stages digested by their code and params, the rest by its repr
+            if storage.is_local(self.scratch):  # object storage has no folders to make
+                os.makedirs(os.path.join(self.scratch, prefix), exist_ok=True)
             stages = (*parts.stages, *(a for a in args if isinstance(a, Stage)))
             rest = [a for a in args if not isinstance(a, Stage)]
             fingerprint = fingerprints(stages, parts.source, f"{label}|{rest!r}")

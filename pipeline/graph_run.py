@@ -8,7 +8,7 @@
 
 The scratch folder: `scratch` when given (a local folder or a URL), else beside the first local output, else
 on object storage beside the first object output (workers that share no disk meet there), else a local
-temporary folder. Scratch on object storage cannot be resumed, so an interrupt removes it too.
+temporary folder. Its name holds the run id, so `--resume` finds it again, on disk or on object storage.
 """
 
 from __future__ import annotations
@@ -60,9 +60,6 @@ def execute(outputs: Sequence[Output], engine: str | Engine, workers: int | None
         earlier = on_disk[0].unfinished_run() if resume and on_disk else None
         run_id = earlier or new_run_id()
         scratch = _scratch_folder(on_disk, run_id, scratch, scratch_options)
-        if resume and not is_local(scratch):
-            raise ConfigError(f"run.scratch: {scratch}: --resume is not supported with scratch on object storage; "
-                              "run again without it")
         staged: list[Output] = []
         try:
             for output in outputs:
@@ -74,7 +71,7 @@ def execute(outputs: Sequence[Output], engine: str | Engine, workers: int | None
                     _refuse_overlap(source, output.sink)
             manifests = engine.run(plan, on_progress(plan) if on_progress else None)
         except KeyboardInterrupt:
-            if not on_disk or not is_local(scratch):  # nothing to resume into: in memory, or not resumable
+            if not on_disk:  # nothing to resume into: the outputs are in memory
                 _remove_quietly(scratch)
             raise  # staging and scratch kept: `--resume` picks up what finished
         except BaseException:

@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.config import load
 from pipeline.dataset import Dataset, Output, read, run
-from pipeline.errors import ConfigError, StageError
+from pipeline.errors import StageError
 from pipeline.io.storage import ObjectPath
 from s3server import S3Server, aws_env, engine, manifest, objects, s3_server  # noqa: F401 - fixtures
 
@@ -217,13 +217,6 @@ scratch = "s3://{out}/tmp"
     assert folder == f"s3://{out}/tmp/.copy.scratch-r1" and folder.storage_options == opts
     run(*job.outputs, engine="sync")
     assert objects(s3_server, f"{out}/tmp") == []
-
-
-def test_resume_is_refused_with_scratch_on_object_storage(s3_server, inputs, opts, tmp_path):
-    tmp = s3_server.bucket("tmp")
-    output = read(str(inputs["orders"])).aggregate(by="region", aggs={"n": ["okey", "size"]}).write(str(tmp_path / "o"))
-    with pytest.raises(ConfigError, match="--resume is not supported with scratch on object storage"):
-        run(output, engine="sync", resume=True, scratch=f"s3://{tmp}/scratch", scratch_options=opts)
 
 
 def test_nothing_is_written_relative_to_the_working_folder(s3_server, uploaded, opts, elsewhere, engine):

@@ -6,6 +6,9 @@ and the conditional create refusing a second manifest."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,6 +141,12 @@ def test_a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over(s3_serve
     done = Pipeline().then(keep).run(str(dataset), sink_for(url, storage_options=opts), engine="sync")
     assert done.rows == 6000 and ".out.lock" not in objects(s3_server, bucket)
 
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = {"owner": "dead", "host": socket.gethostname(), "pid": int(gone.stdout), "heartbeat": time.time()}
+    s3_server.put(lock_key(url), json.dumps(dead).encode())  # fresh, but its driver is gone from this host
+    again = Pipeline().then(keep).run(str(dataset), sink_for(url, "overwrite", storage_options=opts), engine="sync")
+    assert again.rows == 6000 and ".out.lock" not in objects(s3_server, bucket)
+
 
 def test_a_failing_stage_leaves_nothing_listed_and_orphans_go_next_run(s3_server, bucket, opts, dataset: Path,
                                                                       engine):
@@ -186,12 +195,6 @@ def test_the_conditional_create_refuses_a_second_manifest(s3_server, bucket, opt
     assert manifest(s3_server, f"{bucket}/out")["run_id"] == "run-a"
     with pytest.raises(s3_client.PreconditionFailed):
         s3_client.put(s3_client.client(opts), f"{bucket}/out/_SUCCESS", b"{}", None)
-
-
-def test_resume_is_refused_in_one_line(s3_server, bucket, opts, dataset: Path):
-    with pytest.raises(ConfigError, match="--resume is not supported for object-storage outputs"):
-        Pipeline().then(keep).run(str(dataset), sink_for(f"s3://{bucket}/out", storage_options=opts),
-                                  engine="sync", resume=True)
 
 
 def test_config_sink_storage_options(s3_server, bucket, opts, dataset: Path, tmp_path: Path):

@@ -4,9 +4,9 @@ There is no flock on S3, and no process death the store would notice. So the loc
 `If-None-Match: *` (only one creator wins), holding the owner's token, host, pid and a `heartbeat` time that a
 driver thread renews every HEARTBEAT seconds with `If-Match` on the lock's own etag (a driver whose lock was
 taken over stops renewing). A driver killed with SIGKILL leaves its lock behind; the next run reads it and, if
-its heartbeat is older than STALE seconds, takes it over by replacing exactly that stale object (`If-Match` on
-its etag: of two runs taking over together only one succeeds). Heartbeats are the writers' clocks: they must
-agree within STALE. A live run that lost its lock cannot commit over the new holder's output: every commit
+its heartbeat is older than STALE seconds, or its holder ran on this host and its pid is gone, takes it over by
+replacing exactly that stale object (`If-Match` on its etag: of two runs taking over together only one
+succeeds). Heartbeats are the writers' clocks: they must agree within STALE. A live run that lost its lock cannot commit over the new holder's output: every commit
 writes its manifest conditionally on the etag it read, and checks its parts are still there.
 """
 
@@ -86,15 +86,30 @@ def _acquire(s3: Any, key: str, owner: str, url: str) -> str:
         body, etag = found
         other = holder(body)
         age = time.time() - float(other.get("heartbeat", 0) or 0)
-        if age < stale_after():
+        if age < stale_after() and not _dead_here(other):
             who = f"pid {other.get('pid')} on {other.get('host')}" if other else "another run"
             raise SinkError(f"another run is writing {url} (lock held by {who}, renewed {age:.0f}s ago); "
-                            "wait for it to finish")
+                            f"wait for it to finish (a killed run's lock is taken over {stale_after():.0f}s "
+                            "after its last renewal)")
         try:
             return s3_client.put(s3, key, _body(owner), etag)  # take over exactly that stale lock
         except s3_client.PreconditionFailed:
             continue
     raise SinkError(f"another run is writing {url} (its lock keeps changing); wait for it to finish")
+
+
+def _dead_here(other: dict[str, Any]) -> bool:
+    """Whether the holder ran on this host and its process is gone: its lock is taken over at once instead
+    of after STALE (a resume right after a crash need not wait)."""
+    if other.get("host") != socket.gethostname() or not isinstance(other.get("pid"), int):
+        return False
+    try:
+        os.kill(other["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by another user
+        return False
+    return False
 
 
 def _renew(s3: Any, key: str, owner: str, state: dict[str, Any], stop: threading.Event) -> None:

@@ -18,7 +18,11 @@ prefix that has `_SUCCESS` by its list only, so a part of a failed, running or r
   conditionally on its etag, so a concurrent append fails instead of losing parts.
 - A failed run deletes its own parts (`abort`); a killed run's parts are unlisted orphans, which the next run
   of the output lists (logged) and deletes before it starts (it holds the lock, so no writer is alive).
-- `--resume` is refused on object storage: there is no staging folder to take over.
+- `--resume`: each run keeps its checkpoints (one object per finished chunk, see `pipeline.checkpoint`) under
+  `.<name>.checkpoints-<run>/` beside the output, made when the run starts and removed at its commit or
+  failure; an interrupted run's stay. `--resume` takes over the newest such run: its parts are not orphans,
+  its finished chunks are reused (their parts are still there: the commit checks), and the attempts it had
+  in flight are deleted at commit as any retried attempt. A run without `--resume` deletes them all.
 A single file (`s3://b/out.parquet`) is staged as `.out.parquet.staging-<run>-<attempt>` beside it and PUT once
 at commit to its final key (conditionally, as the manifest), then its `out.parquet._SUCCESS` marker is written:
 the marker vouches for the object; an object without a marker (a commit killed in between) is not committed.
@@ -80,13 +84,45 @@ class _ObjectOutput:
     def s3(self) -> Any:
         return s3_client.client(self.storage_options)
 
-    def unfinished_run(self) -> str | None:
-        raise ConfigError(f"sink.path: {self.path}: --resume is not supported for object-storage outputs yet; "
-                          "run again without it")
+    @property
+    def staging(self) -> storage.ObjectPath:
+        """This run's checkpoints, beside the output (the URL carries the storage_options to the workers)."""
+        folder, _, name = self.path.rpartition("/")
+        return storage.ObjectPath(f"{folder}/.{name}.checkpoints-{self.run_id}", self.storage_options)
 
-    def _refuse_resume(self, resume: bool) -> None:
-        if resume:
-            self.unfinished_run()
+    def _runs_beside(self) -> dict[str, list[str]]:
+        """Run id → the prefixes beside the output that a run left: its checkpoints and its scratch."""
+        folder, _, name = self.inner.rpartition("/")
+        pattern = re.compile(rf"^\.{re.escape(name)}\.(checkpoints|scratch)-(?P<run>.+)$")
+        infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        runs: dict[str, list[str]] = {}
+        for info in infos:
+            if info.type == pafs.FileType.Directory and (match := pattern.match(info.base_name)):
+                runs.setdefault(match["run"], []).append(info.path)
+        return runs
+
+    def unfinished_run(self) -> str | None:
+        """The newest run that started (left its checkpoints) and was not committed."""
+        committed, _ = self._read_marker(self.marker)
+        folder, _, name = self.inner.rpartition("/")
+        runs = [run for run, prefixes in self._runs_beside().items()
+                if f"{folder}/.{name}.checkpoints-{run}" in prefixes and (committed is None or committed.run_id != run)]
+        return max(runs) if runs else None
+
+    def _start(self, run_id: str, resume: bool) -> None:
+        """Remove what earlier unfinished runs left beside the output (but the run resumed), then mark this
+        run as started, so an interrupt leaves it for `--resume`."""
+        for run, prefixes in self._runs_beside().items():
+            if run != run_id:
+                log.warning("%s: removing what an unfinished run %s left: %s", self.path, run, ", ".join(prefixes))
+                for prefix in prefixes:
+                    storage.remove_tree(storage.ObjectPath(storage.to_url(self.path, prefix), self.storage_options))
+        if not resume:
+            storage.put(storage.join(replace(self, run_id=run_id).staging, "started"), run_id.encode())
+
+    def _end(self) -> None:
+        if self.run_id:
+            storage.remove_tree(self.staging)
 
     def _read_marker(self, key: str) -> tuple[Manifest | None, str | None]:
         found = s3_client.get(self.s3, key)
@@ -156,22 +192,23 @@ class ObjectDirectorySink(_ObjectOutput):
         return f"{self.inner}/{SUCCESS}"
 
     def for_run(self, run_id: str, single: bool = False, resume: bool = False) -> "ObjectDirectorySink":
-        self._refuse_resume(resume)
         if self.fs.get_file_info(self.inner).type == pafs.FileType.File:
             raise SinkError(f"output {self.path} is an object; a per-chunk pipeline writes a prefix")
         manifest, _ = self._read_marker(self.marker)
         listed = {f["file"] for f in manifest.files} if manifest else set()
         present = self._objects(self.inner)
-        orphans = [name for name in present if _PART.search(name) and name not in listed]
+        resumed = {name for name in present if resume and _run_of(name) == run_id}
+        orphans = [name for name in present if _PART.search(name) and name not in listed and name not in resumed]
         if orphans:
             log.warning("%s: removing %d part(s) no manifest lists (left by a failed or killed run): %s",
                         self.path, len(orphans), ", ".join(orphans[:10]))
             self._delete(self.inner, orphans)
-        rest = [name for name in present if name not in orphans]
+        rest = [name for name in present if name not in orphans and name not in resumed]
         if self.mode == "error" and rest:
             raise SinkError(f"output {self.path} already exists (sink.mode = 'error'); use 'overwrite' or 'append'")
         if self.mode == "append" and manifest is not None:
             refuse_other_layout(self.path, manifest.partition_by, self.partition_by)
+        self._start(run_id, resume)
         return replace(self, run_id=run_id)
 
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
@@ -205,12 +242,15 @@ class ObjectDirectorySink(_ObjectOutput):
         if self.mode == "overwrite":
             keep = {f["file"] for f in manifest.files} | {SUCCESS}
             self._delete(self.inner, sorted(n for n in self._objects(self.inner) if n not in keep))
+        self._end()
         return manifest
 
     def abort(self) -> None:
-        """Remove this run's parts (a writer still running may add one later: the next run removes it)."""
+        """Remove this run's parts and checkpoints (a writer still running may add a part later: the next run
+        removes it)."""
         if self.run_id:
             self._delete(self.inner, [n for n in self._objects(self.inner) if _run_of(n) == self.run_id])
+            self._end()
 
 
 @dataclass(frozen=True)
@@ -225,11 +265,14 @@ class ObjectFileSink(_ObjectOutput):
     def name(self) -> str:
         return self.inner.rpartition("/")[2]
 
+    @property
+    def marker(self) -> str:
+        return sidecar(self.inner)
+
     def _staged(self) -> re.Pattern[str]:
         return re.compile(rf"^\.{re.escape(self.name)}\.staging-(?P<run>.+)-(?P<attempt>[0-9a-f]{{8}})$")
 
     def for_run(self, run_id: str, single: bool = True, resume: bool = False) -> "ObjectFileSink":
-        self._refuse_resume(resume)
         if not single:
             raise ConfigError(f"sink.path: {self.path} names one file, but this pipeline writes one part per chunk; "
                               "give a prefix, or end the pipeline in an aggregate")
@@ -244,6 +287,7 @@ class ObjectFileSink(_ObjectOutput):
             self._delete(self.folder, orphans)
         if self.mode == "error" and (self.name in siblings or f"{self.name}.{SUCCESS}" in siblings):
             raise SinkError(f"output {self.path} already exists (sink.mode = 'error'); use 'overwrite'")
+        self._start(run_id, resume)
         return replace(self, run_id=run_id)
 
     def write_part(self, batch: Batch, chunk: int | None, stats: Stats, source: str) -> Receipt:
@@ -257,7 +301,7 @@ class ObjectFileSink(_ObjectOutput):
         staged = [f["file"] for f in manifest.files]
         for entry in manifest.files:
             entry["file"] = self.name
-        previous, etag = self._read_marker(sidecar(self.inner))
+        previous, etag = self._read_marker(self.marker)
         if previous is not None and self.mode == "error":
             raise SinkError(f"output {self.path} was committed by another run meanwhile (sink.mode = 'error')")
         if staged:  # the staged body must be as long as its writer recorded: a short read is never committed
@@ -270,7 +314,7 @@ class ObjectFileSink(_ObjectOutput):
                 s3_client.put(self.s3, self.inner, body, current[1] if current else None)
             except s3_client.PreconditionFailed:
                 raise SinkError(f"output {self.path} was written by another run meanwhile; nothing committed") from None
-        self._write_marker(sidecar(self.inner), manifest, etag)
+        self._write_marker(self.marker, manifest, etag)
         self.abort()
         return manifest
 
@@ -279,6 +323,7 @@ class ObjectFileSink(_ObjectOutput):
             pattern = self._staged()
             self._delete(self.folder, [n for n in self._objects(self.folder)
                                        if "/" not in n and (m := pattern.match(n)) and m["run"] == self.run_id])
+            self._end()
 
 
 def object_sink_for(path: str, mode: str, format: str | None, partition_by: Sequence[str] | None,

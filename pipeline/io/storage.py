@@ -346,6 +346,12 @@ def get(path: str) -> bytes:
         return source.readall()
 
 
+def exists(path: str) -> bool:
+    """Whether an object is there (one HEAD)."""
+    fs, inner = object_fs(path)
+    return fs.get_file_info(inner).type == pafs.FileType.File
+
+
 def remove_tree(path: str) -> None:
     """Every object under a scratch prefix, then the prefix; one already gone is no error."""
     fs, inner = object_fs(path)
