@@ -1,15 +1,18 @@
 """A run's scratch on object storage, against a real S3-compatible server on 127.0.0.1: a dataflow with a
 shuffle join, a broadcast join and aggregates, read from and written to s3, gives the rows of the same graph
 run all-local on `sync` and `processes`; its scratch prefix is gone afterwards; a failing stage leaves no
-scratch object and no committed output; `[run] scratch` and `run(scratch=...)` put it elsewhere; `--resume`
-is refused. Last, the same graph on a Dask cluster whose workers see none of the driver's files."""
+scratch object and no committed output; `[run] scratch` and `run(scratch=...)` put it elsewhere. Last, the
+same graph on an external Dask cluster and an external Ray head whose workers see none of the driver's files.
+(`--resume` with scratch there: test_object_resume.)"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import cloudpickle
@@ -23,6 +26,7 @@ from pipeline.config import load
 from pipeline.dataset import Dataset, Output, read, run
 from pipeline.errors import StageError
 from pipeline.io.storage import ObjectPath
+from clusters import ray_auth  # noqa: F401 - fixture
 from s3server import S3Server, aws_env, engine, manifest, objects, s3_server  # noqa: F401 - fixtures
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # cluster workers cannot import the tests
@@ -229,32 +233,46 @@ def test_nothing_is_written_relative_to_the_working_folder(s3_server, uploaded, 
 # ---- a cluster whose workers share no files with the driver or each other -----------------------------------
 
 
-def sees(path: str) -> bool:
-    return os.path.exists(path)
-
-
-@pytest.mark.skipif(shutil.which("unshare") is None or not (Path(sys.executable).parent / "dask").exists(),
-                    reason="needs unshare and the dask command")
-def test_isolated_dask_cluster_meets_through_the_bucket(s3_server, uploaded, inputs, opts, tmp_path):
-    """Each worker has its own empty /tmp (and the test's folders hidden): map files, reduction results and
-    the broadcast side can only travel through the bucket, with the endpoint and keys the storage_options
-    carry (the workers' environment names no endpoint)."""
-    import distributed
-    from clusters import can_isolate, dask_cluster
+@contextlib.contextmanager
+def isolated_engine(kind: str, root: Path, hide: list[Path], token: str) -> Iterator[tuple[Any, Callable]]:
+    """An engine on an external cluster (`dask scheduler` + 2 workers, or `ray start --head` reached by Ray
+    Client) whose processes have their own empty /tmp and cannot see `hide`; and `sees(path)`, which asks
+    the workers whether they see a file (call it once the engine has run: Ray connects on the first run)."""
+    from clusters import dask_cluster, ray_head_cluster
 
     from pipeline.engines import get_engine
 
-    if not can_isolate():
-        pytest.skip("private mount namespaces are not allowed here")
+    if kind == "dask":
+        import distributed
+
+        with dask_cluster(root, workers=2, hide=hide) as address:
+            with distributed.Client(address, timeout=30, set_as_default=False) as client:
+                with get_engine("dask", workers=2, address=address) as engine:
+                    yield engine, lambda path: list(client.run(os.path.exists, path).values())
+        return
+    import ray
+
+    with ray_head_cluster(root, token, hide=hide) as head:
+        with get_engine("ray", workers=2, address=head.client_address) as engine:
+            yield engine, lambda path: ray.get([ray.remote(os.path.exists).remote(path) for _ in range(2)])
+
+
+@pytest.mark.parametrize("kind", ["dask", "ray"])
+def test_isolated_cluster_meets_through_the_bucket(s3_server, uploaded, inputs, opts, tmp_path, kind, ray_auth):
+    """Each worker has its own empty /tmp (and the test's folders hidden): map files, reduction results and
+    the broadcast side can only travel through the bucket, with the endpoint and keys the storage_options
+    carry (the workers' environment names no endpoint)."""
+    from clusters import can_isolate
+
+    if shutil.which("unshare") is None or not (Path(sys.executable).parent / kind).exists() or not can_isolate():
+        pytest.skip(f"needs unshare, private mount namespaces and the {kind} command")
     expected = local_result(inputs, tmp_path / "local")
     out = s3_server.bucket("out")
     hide = sorted({tmp_path.parent, Path(str(inputs["orders"])).parents[1]})
-    with dask_cluster(tmp_path / "cluster", workers=2, hide=hide) as address:
-        with distributed.Client(address, timeout=30, set_as_default=False) as client:
-            seen = client.run(sees, str(inputs["orders"] / "data-000.parquet"))
-            assert len(seen) == 2 and not any(seen.values())  # the workers cannot read the driver's files
-        with get_engine("dask", workers=2, address=address) as engine:
-            run(*outputs(graph(*s3_inputs(uploaded, opts)), f"s3://{out}/result", opts), engine=engine)
+    with isolated_engine(kind, tmp_path / "cluster", hide, ray_auth) as (engine, sees):
+        run(*outputs(graph(*s3_inputs(uploaded, opts)), f"s3://{out}/result", opts), engine=engine)
+        probe = str(inputs["orders"] / "data-000.parquet")
+        assert os.path.exists(probe) and sees(probe) == [False, False]  # the workers cannot read the driver's files
     got = s3_result(s3_server, f"{out}/result")
     for name in SORT:
         pd.testing.assert_frame_equal(got[name], expected[name], check_dtype=False)
