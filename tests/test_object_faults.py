@@ -6,6 +6,7 @@ run's, or nothing is committed and the run fails with one clear error."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,12 +28,14 @@ import pytest
 
 import spawned
 from pipeline import Pipeline, read
-from pipeline.engines import get_engine
+from pipeline.engines import Engine, get_engine
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.io import FileSource, sink_for
+from clusters import dask_scheduler, ray_auth, ray_head  # noqa: F401 - fixtures
 from s3server import S3Server, aws_env, manifest, objects, s3_server  # noqa: F401 - fixtures
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the tests
+FIXTURES = (aws_env, s3_server, dask_scheduler, ray_auth, ray_head)  # used by name, as pytest does
 
 CHUNK_ROWS = 500  # 12 chunks of the 6,000-row dataset
 
@@ -45,7 +49,8 @@ class Rule:
     `method` and whose path matches `path`, by `action`:
     `503` (SlowDown) or `500` (InternalError) without forwarding; `lost`: forwarded, then the connection closed
     before any answer (the request took effect, its response is lost); `cut`: forwarded, the answer's headers
-    and half its body sent, then the connection closed. `then` runs after a forwarded request took effect."""
+    and half its body sent, then the connection closed; any other (`watched`): forwarded and answered as is.
+    `then` runs after a forwarded request took effect, before its answer is sent."""
 
     method: str
     path: str
@@ -105,6 +110,7 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no delayed-ACK wait per answer
 
         def log_message(self, *args: object) -> None:
             pass
@@ -196,8 +202,6 @@ def keep(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-
-
 def rows(url: str, options: dict[str, str]) -> pd.DataFrame:
     return read(url, storage_options=options).collect("sync").sort_values("id").reset_index(drop=True)
 
@@ -286,6 +290,112 @@ def test_failed_part_puts_gets_and_manifest_are_retried_and_the_output_is_clean(
     pd.testing.assert_frame_equal(got, clean(table), check_dtype=False, check_categorical=False)
 
 
+def partitions(table: pd.DataFrame, by: str) -> list[tuple[int, str, int]]:
+    """(chunk, hive folder, rows) of each file a clean run partitioned by `by` writes: one per value a chunk
+    holds."""
+    counts = Counter(zip(table["id"] // CHUNK_ROWS, table[by]))
+    return sorted((int(chunk), f"{by}={value}", n) for (chunk, value), n in counts.items())
+
+
+@pytest.mark.parametrize("action", ["503", "lost", "cut"])
+def test_partitioned_parts_that_fail_once_and_a_lost_manifest_answer_leave_a_clean_runs_output(
+        s3_server, proxy, bucket, dataset, table, action):
+    """Uploads of parts in two partition folders fail once each, so do the completions of parts in a third
+    (the request that makes the object exist), and the manifest's answer is lost: every file is there once,
+    nothing else is, and the rows read back are the input's."""
+    prefix, url = f"{bucket}/hive", f"s3://{bucket}/hive"
+    proxy.rules += [Rule("PUT", rf"^/{prefix}/carrier%3D(DL|UA)/part-000(0[27]|10)-[^?]*\?partNumber=", action),
+                    Rule("POST", rf"^/{prefix}/carrier%3DWN/part-0000[15]-[^?]*\?uploadId=", action),
+                    Rule("PUT", rf"^/{prefix}/_SUCCESS", "lost")]
+    sink = sink_for(url, partition_by=["carrier"], storage_options=proxy.options(s3_server))
+    done = Pipeline().then(keep).run(FileSource(str(dataset), chunk_rows=CHUNK_ROWS), sink, engine="sync")
+    failed = [path.split("?")[0] for _, path, what in proxy.seen if what != "forwarded"]
+    assert len(failed) == len(set(failed)) == 6 + 2 + 1  # the faults really happened, once per object
+    assert f"/{prefix}/_SUCCESS" in proxy.failed("lost")
+
+    listed = manifest(s3_server, prefix)
+    assert listed["run_id"] == done.run_id and listed["partition_by"] == ["carrier"]
+    files = listed["files"]
+    assert sorted((f["chunk"], f["file"].split("/")[0], f["rows"]) for f in files) == partitions(table, "carrier")
+    assert all(re.fullmatch(rf"carrier=\w+/part-{f['chunk']:05d}-{done.run_id}-[0-9a-f]{{8}}\.parquet", f["file"])
+               for f in files)
+    assert objects(s3_server, prefix) == sorted(["_SUCCESS", *(f["file"] for f in files)])  # nothing unlisted
+    assert listed["rows"] == len(table)
+    got = rows(url, s3_server.options)[list(table.columns)]
+    pd.testing.assert_frame_equal(got, clean(table), check_dtype=False, check_categorical=False)
+    assert objects(s3_server, bucket) == sorted(f"hive/{name}" for name in objects(s3_server, prefix))  # no lock
+
+
+def test_an_appending_manifest_put_whose_response_is_lost_is_recognised_as_ours(s3_server, proxy, bucket, dataset,
+                                                                               table):
+    """mode append over a committed output: the `If-Match` PUT of old + new parts took effect and its answer was
+    lost; the retry's 412 comes from our own write. The commit succeeds, each part listed once."""
+    prefix, url = f"{bucket}/out", f"s3://{bucket}/out"
+    source = FileSource(str(dataset), chunk_rows=CHUNK_ROWS)
+    first = Pipeline().then(keep).run(source, sink_for(url, storage_options=s3_server.options), engine="sync")
+    proxy.rules.append(Rule("PUT", rf"^/{prefix}/_SUCCESS", "lost"))
+    done = Pipeline().then(keep).run(source, sink_for(url, "append", storage_options=proxy.options(s3_server)),
+                                     engine="sync")
+    assert proxy.failed("lost") == [f"/{prefix}/_SUCCESS"]  # the fault really happened
+
+    listed = manifest(s3_server, prefix)
+    assert listed["run_id"] == done.run_id and listed["files"] == done.files
+    names = [f["file"] for f in listed["files"]]
+    assert names[:12] == [f["file"] for f in first.files]  # the old parts, then the new ones
+    assert len(names) == len(set(names)) == 24
+    assert sorted(int(n.split("-")[1]) for n in names[12:]) == list(range(12))
+    assert all(_run_of(n) == done.run_id for n in names[12:])
+    assert objects(s3_server, prefix) == sorted(["_SUCCESS", *names])
+    assert listed["rows"] == 2 * len(table)
+    pd.testing.assert_frame_equal(rows(url, s3_server.options), clean(pd.concat([table, table])),
+                                  check_dtype=False, check_categorical=False)
+    assert [o for o in objects(s3_server, bucket) if not o.startswith("out/")] == []  # no lock, nothing beside
+
+
+def test_an_append_whose_manifest_another_run_changed_meanwhile_fails_and_keeps_that_runs_parts(
+        s3_server, proxy, bucket, dataset, table):
+    """Another append commits between this run's commit reading the manifest and writing it (a run that took
+    over a stale lock, say): this run's conditional PUT fails, in one line, and removes only its own parts."""
+    prefix, url = f"{bucket}/out", f"s3://{bucket}/out"
+    source = FileSource(str(dataset), chunk_rows=CHUNK_ROWS)
+    Pipeline().then(keep).run(source, sink_for(url, storage_options=s3_server.options), engine="sync")
+    before = set(objects(s3_server, prefix))
+    other: dict = {}
+
+    def commit_another_append() -> None:  # on the first read of the manifest once this run's parts are there
+        if other or set(objects(s3_server, prefix)) <= before:
+            return
+        listed = manifest(s3_server, prefix)
+        name, body = "part-00000-20990101T000000-0a0b0c-0123abcd.parquet", io.BytesIO()
+        table.iloc[:CHUNK_ROWS].to_parquet(body, index=False)
+        s3_server.put(f"{prefix}/{name}", body.getvalue())
+        listed["files"].append({"file": name, "rows": CHUNK_ROWS, "bytes": len(body.getvalue()), "chunk": 0,
+                                "source": "another run"})
+        listed.update(run_id="20990101T000000-0a0b0c", rows=listed["rows"] + CHUNK_ROWS)
+        s3_server.put(f"{prefix}/_SUCCESS", json.dumps(listed).encode())
+        other.update(listed)
+
+    proxy.rules.append(Rule("GET", rf"^/{prefix}/_SUCCESS$", "watched", times=100, then=commit_another_append))
+    with pytest.raises(PipelineError) as caught:
+        Pipeline().then(keep).run(source, sink_for(url, "append", storage_options=proxy.options(s3_server)),
+                                  engine="sync")
+    message = str(caught.value)
+    assert other, "the other append never committed"
+    assert len(message.splitlines()) == 1 and f"output {url} was committed by another run meanwhile" in message
+
+    assert manifest(s3_server, prefix) == other  # the other run's commit stands
+    names = [f["file"] for f in other["files"]]
+    assert objects(s3_server, prefix) == sorted(["_SUCCESS", *names])  # all its parts there, none of this run's
+    expected = pd.concat([table, table.iloc[:CHUNK_ROWS]])
+    pd.testing.assert_frame_equal(rows(url, s3_server.options), clean(expected), check_dtype=False,
+                                  check_categorical=False)
+    assert [o for o in objects(s3_server, bucket) if not o.startswith("out/")] == []  # no lock, nothing beside
+
+
+def _run_of(name: str) -> str:
+    return re.fullmatch(r"part-\d{5}-(.+)-[0-9a-f]{8}\.parquet", name.rsplit("/", 1)[-1])[1]
+
+
 @pytest.mark.parametrize("what", ["part", "manifest"])
 def test_a_server_that_keeps_refusing_fails_the_run_with_nothing_committed(s3_server, proxy, bucket, dataset, what):
     prefix = f"{bucket}/out"
@@ -313,26 +423,49 @@ def note_pid(df: pd.DataFrame, marker: str, bad_id: int) -> pd.DataFrame:
     return df
 
 
+def engine_for(name: str, request: pytest.FixtureRequest) -> Engine:
+    """Two workers of `name`; dask and ray on real external clusters (their workers see this machine's files,
+    as the pid marker needs)."""
+    if name == "dask":
+        return get_engine("dask", workers=2, address=request.getfixturevalue("dask_scheduler"))
+    if name == "ray":
+        address = request.getfixturevalue("ray_head")  # with the token its driver needs
+        import ray
+
+        if ray.is_initialized():  # a driver joins one Ray at a time: end one another test left up
+            ray.shutdown()
+        return get_engine("ray", workers=2, address=address)
+    return get_engine(name, workers=2)
+
+
+@pytest.mark.parametrize("engine_name", ["processes", "joblib", "dask", "ray"])
 def test_a_worker_killed_mid_write_is_retried_and_the_output_is_a_clean_runs(s3_server, proxy, bucket, dataset,
-                                                                            table, tmp_path):
+                                                                            table, tmp_path, engine_name, request):
+    """The upload that completes chunk 6's part reaches the server (the object exists), its answer is lost, and
+    its writer is killed: the chunk is written again under another name, and the orphan is neither listed
+    nor left behind."""
     prefix, marker = f"{bucket}/out", tmp_path / "pid"
     killed: list[int] = []
+    present: list[list[str]] = []
 
     def kill_writer() -> None:  # the part is on the server; its writer dies before hearing so
         pid = int(marker.read_text())
         killed.append(pid)
+        present.append(objects(s3_server, prefix))
         os.kill(pid, signal.SIGKILL)
 
-    proxy.rules.append(Rule("PUT", rf"^/{prefix}/part-00006-", "lost", total=1, then=kill_writer))
+    proxy.rules.append(Rule("POST", rf"^/{prefix}/part-00006-[^?]*\?uploadId=", "lost", total=1, then=kill_writer))
     options = proxy.options(s3_server)
     faulty = Pipeline().then(note_pid, marker=str(marker), bad_id=3333)
-    with get_engine("processes", workers=2) as engine:
+    with engine_for(engine_name, request) as engine:
         done = faulty.run(FileSource(str(dataset), chunk_rows=CHUNK_ROWS),
                           sink_for(f"s3://{prefix}", storage_options=options), engine=engine)
     assert len(killed) == 1 and len(proxy.failed("lost")) == 1  # a writer really died, once
     orphan = proxy.failed("lost")[0].split("?")[0].rsplit("/", 1)[1]
+    assert orphan in present[0]  # the orphan really was on the server
     assert orphan not in [f["file"] for f in done.files]
-    assert_committed_clean(s3_server, prefix, table)
+    assert_committed_clean(s3_server, prefix, table)  # and is gone: nothing unlisted under the prefix
+    assert [o for o in objects(s3_server, bucket) if not o.startswith("out/")] == []  # no lock, nothing beside
 
     again = Pipeline().then(keep).run(FileSource(str(dataset), chunk_rows=CHUNK_ROWS),
                                       sink_for(f"s3://{prefix}", "overwrite", storage_options=s3_server.options),

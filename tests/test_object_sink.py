@@ -162,6 +162,24 @@ def test_a_failing_stage_leaves_nothing_listed_and_orphans_go_next_run(s3_server
     assert objects(s3_server, prefix) == sorted(["_SUCCESS", *(f["file"] for f in done.files)])
 
 
+@pytest.mark.parametrize("name", ["out", "agg.parquet"])
+def test_uploads_a_killed_writer_left_unfinished_are_aborted_by_the_next_run(s3_server, bucket, opts, dataset: Path,
+                                                                            name: str):
+    """A multipart upload begun and never completed (its writer killed) is invisible to listings but stays on
+    the store until aborted: the next run of the output aborts it; other uploads are left alone."""
+    s3 = s3_client.client(opts)
+    key = "out/part-00003-20200101T000000-abcdef-0123abcd.parquet" if name == "out" else \
+        ".agg.parquet.staging-20200101T000000-abcdef-0123abcd"
+    for unfinished in (key, "unrelated/upload.bin"):
+        started = s3.create_multipart_upload(Bucket=bucket, Key=unfinished)
+        s3.upload_part(Bucket=bucket, Key=unfinished, UploadId=started["UploadId"], PartNumber=1, Body=b"half")
+    pipeline = Pipeline().then(aggregate, by=["carrier"], aggs={"n": ["id", "count"]}) if name != "out" else \
+        Pipeline().then(keep)
+    pipeline.run(str(dataset), sink_for(f"s3://{bucket}/{name}", storage_options=opts), engine="sync")
+    left = [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    assert left == ["unrelated/upload.bin"]
+
+
 def test_a_retried_attempt_is_never_listed(s3_server, bucket, opts, table: pd.DataFrame):
     sink = sink_for(f"s3://{bucket}/out", storage_options=opts).for_run("run1")
     frame = table.head(10)

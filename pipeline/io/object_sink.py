@@ -17,7 +17,8 @@ prefix that has `_SUCCESS` by its list only, so a part of a failed, running or r
   not list only after it is written; `append` re-reads the manifest at commit and writes old + new parts
   conditionally on its etag, so a concurrent append fails instead of losing parts.
 - A failed run deletes its own parts (`abort`); a killed run's parts are unlisted orphans, which the next run
-  of the output lists (logged) and deletes before it starts (it holds the lock, so no writer is alive).
+  of the output lists (logged) and deletes before it starts (it holds the lock, so no writer is alive), and
+  so for the multipart uploads a writer killed mid-write left unfinished (invisible, but billed).
 - `--resume`: each run keeps its checkpoints (one object per finished chunk, see `pipeline.checkpoint`) under
   `.<name>.checkpoints-<run>/` beside the output, made when the run starts and removed at its commit or
   failure; an interrupted run's stay. `--resume` takes over the newest such run: its parts are not orphans,
@@ -34,7 +35,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -158,6 +159,14 @@ class _ObjectOutput:
         infos = self.fs.get_file_info(pafs.FileSelector(prefix, recursive=True, allow_not_found=True))
         return [i.path[len(prefix) + 1:] for i in infos if i.type == pafs.FileType.File]
 
+    def _abort_uploads(self, prefix: str, owned: Callable[[str], bool]) -> None:
+        """Abort the uploads of parts that writers killed mid-write left unfinished (the lock is held: no
+        writer of this output is alive)."""
+        aborted = s3_client.abort_uploads(self.s3, prefix, owned)
+        if aborted:
+            log.warning("%s: aborted %d unfinished upload(s) of a killed run: %s", self.path, len(aborted),
+                        ", ".join(aborted[:10]))
+
     def _delete(self, prefix: str, names: Sequence[str]) -> None:
         for name in names:
             try:
@@ -203,6 +212,7 @@ class ObjectDirectorySink(_ObjectOutput):
             log.warning("%s: removing %d part(s) no manifest lists (left by a failed or killed run): %s",
                         self.path, len(orphans), ", ".join(orphans[:10]))
             self._delete(self.inner, orphans)
+        self._abort_uploads(self.inner, lambda name: bool(_PART.search(name)))
         rest = [name for name in present if name not in orphans and name not in resumed]
         if self.mode == "error" and rest:
             raise SinkError(f"output {self.path} already exists (sink.mode = 'error'); use 'overwrite' or 'append'")
@@ -285,6 +295,7 @@ class ObjectFileSink(_ObjectOutput):
         if orphans:
             log.warning("%s: removing %d staged object(s) of failed or killed runs", self.path, len(orphans))
             self._delete(self.folder, orphans)
+        self._abort_uploads(self.folder, lambda name: bool(self._staged().match(name)))
         if self.mode == "error" and (self.name in siblings or f"{self.name}.{SUCCESS}" in siblings):
             raise SinkError(f"output {self.path} already exists (sink.mode = 'error'); use 'overwrite'")
         self._start(run_id, resume)

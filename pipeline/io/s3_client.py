@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.errors import ConfigError, SinkError
@@ -124,6 +124,21 @@ def delete(s3: Any, inner: str, etag: str | None = None) -> bool:
         if _status(exc) in (404, 409, 412) or _code(exc) in ("PreconditionFailed", "NoSuchKey"):
             return False
         raise SinkError(f"{inner}: {_code(exc)}: {exc}") from None
+
+
+def abort_uploads(s3: Any, inner: str, owned: Callable[[str], bool]) -> list[str]:
+    """Abort the unfinished multipart uploads under the prefix `inner` whose key (relative to it) `owned`
+    picks: a writer killed mid-upload leaves one, invisible to listings and billed until aborted. Returns
+    the keys aborted."""
+    bucket, prefix = split(inner.rstrip("/") + "/")
+    aborted = []
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+        for upload in page.get("Uploads", []):
+            relative = upload["Key"][len(prefix):]
+            if owned(relative):
+                s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                aborted.append(relative)
+    return aborted
 
 
 def _status(exc: Any) -> int | None:
