@@ -31,7 +31,8 @@ from pipeline.io.sink import Sink
 from pipeline.io.storage import is_local, scheme_of
 from pipeline.io.scratch import object_scratch_folder, remove, scratch_folder
 from pipeline.plan import Plan
-from pipeline import tasks
+from pipeline.timeline import recording
+from pipeline import chrome_trace, tasks
 from pipeline.pipeline_run import _on_disk, _refuse_overlap, new_run_id
 
 PARTITION_SHARE = 4
@@ -69,7 +70,8 @@ def execute(outputs: Sequence[Output], engine: str | Engine, workers: int | None
             for source in compiler.sources:
                 for output in outputs:
                     _refuse_overlap(source, output.sink)
-            manifests = engine.run(plan, on_progress(plan) if on_progress else None)
+            with recording() as timeline, chrome_trace.written_if_asked(timeline, run_id):
+                manifests = engine.run(plan, on_progress(plan) if on_progress else None)
         except KeyboardInterrupt:
             if not on_disk:  # nothing to resume into: the outputs are in memory
                 _remove_quietly(scratch)
@@ -83,7 +85,7 @@ def execute(outputs: Sequence[Output], engine: str | Engine, workers: int | None
     seconds = time.perf_counter() - started
     reused = sum(1 for task in plan if task.fn is tasks.reuse)
     for manifest in manifests.values():
-        manifest.seconds, manifest.reused = seconds, reused
+        manifest.seconds, manifest.reused, manifest.timeline = seconds, reused, timeline
     return manifests
 
 

@@ -21,8 +21,9 @@ from pipeline.engines import Engine, get_engine
 from pipeline.errors import ConfigError
 from pipeline.io import Manifest, Sink, Source
 from pipeline.io.lock import output_lock
-from pipeline import tasks
+from pipeline import chrome_trace, tasks
 from pipeline.plan import Plan, compile_plan, discover, split
+from pipeline.timeline import recording
 
 if TYPE_CHECKING:
     from pipeline.pipeline import Pipeline
@@ -57,13 +58,14 @@ def execute(
         staged = sink.for_run(earlier or new_run_id(), single, resume=earlier is not None)
         try:
             plan = compile_plan(pipeline.stages, source, chunks, staged, resume=earlier is not None)
-            manifest = engine.run(plan, on_progress(plan) if on_progress else None)
+            with recording() as timeline, chrome_trace.written_if_asked(timeline, staged.run_id):
+                manifest = engine.run(plan, on_progress(plan) if on_progress else None)
         except KeyboardInterrupt:
             raise  # staging kept: `--resume` picks up what finished
         except BaseException:
             staged.abort()
             raise
-    manifest.seconds = time.perf_counter() - started
+    manifest.seconds, manifest.timeline = time.perf_counter() - started, timeline
     manifest.reused = sum(1 for task in plan if task.fn is tasks.reuse)
     return manifest
 

@@ -1,72 +1,75 @@
-"""Where a run's time goes, recorded inside the workers: spans of work.
+"""Where a run's time goes, recorded inside the workers and sent back with each batch's results.
 
-The steps that already time themselves (reading a part, each stage, an exchange's map write, a reduction
-step, a write) and each whole task are recorded as spans: kind, name, wall-clock start and end, process id.
-Recording is off, and costs one check per step, unless the environment variable `PIPELINE_TRACE` names a
-folder that workers inherit; each process then appends its spans to its own file there as each task ends,
-and `load(folder)` reads them all back. Wall-clock time, so spans from processes on one machine line up.
+A batch of tasks runs in a worker under `run_batch`: each task's start and end, and the steps that time
+themselves inside it (reading a part, each stage, an exchange's map write, a reduction step, a write), are
+kept in a `Timing` that travels back to the driver with the results, in the message it sends anyway. So the
+same record comes from every engine, with no shared disk, no cluster service and no extra message; the
+driver's `pipeline.timeline` corrects each worker's clock and turns it into a report or a trace.
+Recording is always on: a few clock reads and appends per task.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import resource
+import socket
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from glob import glob
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-ENV = "PIPELINE_TRACE"
 T = TypeVar("T")
-_pending: list[tuple[str, str, float, float]] = []
+Step = tuple[str, str, float, float]  # (kind, name, start, end); kind: read, exchange read, stage, exchange,
+#                                       reduce, write, serialise
+_local = threading.local()
+_HOST = socket.gethostname()
 
 
-@dataclass(frozen=True)
-class Span:
-    kind: str  # "task", "read", "exchange read", "stage", "exchange", "reduce", "write"
-    name: str  # the stage's or task function's name
+@dataclass
+class Timing:
+    """What a worker measured running one batch, in its own wall clock."""
+
+    seconds: float  # the batch's duration (monotonic clock): what the batch sizer needs
+    worker: str  # host:pid
+    lane: int  # the thread that ran it: one lane per process, or per thread of a threaded worker
     start: float
     end: float
-    pid: int
-
-    @property
-    def seconds(self) -> float:
-        return self.end - self.start
+    tasks: list[tuple[float, float, tuple[Step, ...]]] = field(default_factory=list)  # per task, in order
+    peak_rss: int = 0  # the process's peak resident memory so far, bytes
 
 
 def record(kind: str, name: str, seconds: float) -> None:
-    """A step that just ended after `seconds` (measured by the caller)."""
-    if os.environ.get(ENV):
+    """A step that just ended after `seconds` (measured by the caller), inside the running task."""
+    steps = getattr(_local, "steps", None)
+    if steps is not None:
         end = time.time()
-        _pending.append((kind, name, end - seconds, end))
+        steps.append((kind, name, end - seconds, end))
 
 
 def task(fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)`, recorded as a task span with the steps recorded while it ran, written out at its end."""
-    folder = os.environ.get(ENV)
-    if not folder:
+    """`fn(*args)`, its start, end and steps appended to the running batch's timing (if any)."""
+    timing: Timing | None = getattr(_local, "timing", None)
+    if timing is None:
         return fn(*args)
+    _local.steps = steps = []
     started = time.time()
     try:
         return fn(*args)
     finally:
-        _pending.append(("task", getattr(fn, "__name__", "task"), started, time.time()))
-        _flush(folder)
+        timing.tasks.append((started, time.time(), tuple(steps)))
+        _local.steps = None
 
 
-def _flush(folder: str) -> None:
-    pid = os.getpid()
-    lines = "".join(json.dumps([kind, name, start, end, pid]) + "\n" for kind, name, start, end in _pending)
-    _pending.clear()
-    with open(os.path.join(folder, f"spans-{pid}.jsonl"), "a") as f:
-        f.write(lines)
-
-
-def load(folder: str) -> list[Span]:
-    """Every span recorded under `folder`, by every process."""
-    spans = []
-    for path in glob(os.path.join(folder, "spans-*.jsonl")):
-        with open(path) as f:
-            spans += [Span(*json.loads(line)) for line in f if line.strip()]
-    return spans
+def run_batch(run: Callable[[Any], Any], items: Sequence[Any]) -> tuple[list[Any], Timing]:
+    """`[run(item) for item in items]` and the batch's `Timing` (each `run` wraps its task in `task`)."""
+    started, wall = time.perf_counter(), time.time()
+    timing = Timing(0.0, f"{_HOST}:{os.getpid()}", threading.get_ident(), wall, wall)
+    _local.timing = timing
+    try:
+        results = [run(item) for item in items]
+    finally:
+        _local.timing = None
+    timing.seconds, timing.end = time.perf_counter() - started, time.time()
+    timing.peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return results, timing

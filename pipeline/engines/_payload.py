@@ -67,17 +67,23 @@ def pack(task: Task) -> Payload:
     return Packer().pack(task)
 
 
-def run_packed_batch(items: list[tuple[Payload, list[Any]]]) -> tuple[list[Any], float]:
-    """Run several packed tasks in order, in one message: (their results, seconds taken)."""
-    started = time.perf_counter()
-    return [run_packed(payload, *deps) for payload, deps in items], time.perf_counter() - started
+def run_packed_batch(items: list[tuple[Payload, list[Any]]]) -> tuple[list[Any], trace.Timing]:
+    """Run several packed tasks in order, in one message: (their results, the batch's timing)."""
+    return trace.run_batch(lambda item: run_packed(item[0], *item[1]), items)
 
 
 def run_packed(payload: Payload, *dep_values: Any) -> Any:
     """Unpack a task and run it with its `Ref` placeholders replaced by `dep_values`, in order."""
+    return trace.task(_unpack_and_run, payload, dep_values)
+
+
+def _unpack_and_run(payload: Payload, dep_values: tuple[Any, ...]) -> Any:
+    """Unpickling is the task's `serialise` step."""
+    started = time.perf_counter()
     fn, *args = (_load(part) if part else _HOLE for part in payload)
+    trace.record("serialise", "unpickle", time.perf_counter() - started)
     values = iter(dep_values)
-    return trace.task(fn, *(next(values) if a is _HOLE else a for a in args))
+    return fn(*(next(values) if a is _HOLE else a for a in args))
 
 
 def _load(part: bytes) -> Any:

@@ -33,10 +33,11 @@ from pipeline import trace
 from pipeline.engines.memory import format_size
 from pipeline.errors import PipelineError, StageError
 from pipeline.plan import Plan, Ref, Task
+from pipeline.timeline import current as current_timeline
 
 
 Item = tuple[Task, list[Any]]  # a task and its dependencies' results
-Submit = Callable[[list[Item]], Future]  # -> a future of (the tasks' results in order, seconds they took)
+Submit = Callable[[list[Item]], Future]  # -> a future of (the tasks' results in order, their trace.Timing)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ def run_plan(
     attempts: dict[str, int] = {}
     sizer = sizer or BatchSizer(most=1)
     here = {key for key, task in plan.tasks.items() if inline and task.in_driver}  # run in this process
+    timeline = current_timeline()
+    sent: dict[Future, float] = {}
 
     def take() -> list[tuple[str, list[Any]]]:
         """The next batch off the ready heap: one task to run here, or up to the sizer's count for workers."""
@@ -120,13 +123,18 @@ def run_plan(
 
     def send(batch: list[tuple[str, list[Any]]]) -> Future:
         items = [(plan.tasks[key], deps) for key, deps in batch]
+        started = time.time()
         future = InlineExecutor().submit(call_batch, items) if batch[0][0] in here else submit(items)
         in_flight[future] = batch
+        sent[future] = started
         return future
 
-    def lost(batch: list[tuple[str, list[Any]]], isolated: bool, exc: BaseException) -> None:
+    def lost(batch: list[tuple[str, list[Any]]], isolated: bool, exc: BaseException, started: float) -> None:
         """A batch whose worker died: charge its task if it was proven to be the one running, then retry."""
         what = recover(exc) if recover is not None else None
+        if timeline is not None:
+            why = str(exc).splitlines()[0] if what is None else "its worker died"
+            timeline.failed([plan.tasks[key] for key, _ in batch], why, started, time.time())
         if what is None:
             if isinstance(exc, StageError):
                 exc.attempts = 1 + max(attempts.get(key, 0) for key, _ in batch)
@@ -149,16 +157,19 @@ def run_plan(
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: order[in_flight[f][0][0]]):
                 batch = in_flight.pop(future)
+                started = sent.pop(future)
                 isolated = future in alone
                 alone.discard(future)
                 keys = [key for key, _ in batch]
                 try:
-                    values, seconds = future.result()
+                    values, timing = future.result()
                 except BaseException as exc:
-                    lost(batch, isolated, exc)
+                    lost(batch, isolated, exc, started)
                     continue
+                if timeline is not None:
+                    timeline.finished([plan.tasks[key] for key in keys], timing, started, time.time())
                 if keys[0] not in here and not isolated:
-                    sizer.record(len(batch), seconds)
+                    sizer.record(len(batch), timing.seconds)
                 for key, value in zip(keys, values):
                     results[key] = value
                     if on_done:
@@ -200,10 +211,9 @@ def call(task: Task, dep_values: list[Any]) -> Any:
     return trace.task(task.fn, *(next(values) if isinstance(a, Ref) else a for a in task.args))
 
 
-def call_batch(items: list[Item]) -> tuple[list[Any], float]:
-    """Run tasks in this process, in order: (their results, seconds taken)."""
-    started = time.perf_counter()
-    return [call(task, deps) for task, deps in items], time.perf_counter() - started
+def call_batch(items: list[Item]) -> tuple[list[Any], trace.Timing]:
+    """Run tasks in this process, in order: (their results, the batch's timing)."""
+    return trace.run_batch(lambda item: call(*item), items)
 
 
 class InlineExecutor(Executor):

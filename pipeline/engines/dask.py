@@ -242,7 +242,7 @@ class _ResultLost(Exception):
 
 
 def _awaited(future: distributed.Future, key: str) -> Future:
-    """A concurrent future of `(the tasks' values, seconds taken)` once the Dask task has finished, or of its
+    """A concurrent future of `(the tasks' values, their timing)` once the Dask task has finished, or of its
     failure. The values (receipts and partial aggregates: small) are fetched at once and released on the cluster, so a
     worker that dies later loses nothing finished: Dask would otherwise recompute it, and a recompute that
     lost its worker would fail a task downstream that did nothing wrong. The future is running from the

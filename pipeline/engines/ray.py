@@ -16,7 +16,7 @@ to, so this engine does not guess either; a refused connection says what to set.
 Tasks go through the scheduler the local engines share (`_schedule.run_plan`): a task is submitted once its
 dependencies have finished, at most two Ray tasks per CPU of the cluster at a time, and tiny tasks share a
 Ray task (each costs a round trip to the driver). A Ray task returns a tiny marker the driver waits on (the
-seconds taken, or the failure) and then each task's real result, which only dependent tasks read. A Ray task
+batch's timing, or the failure) and then each task's real result, which only dependent tasks read. A Ray task
 is never cancelled: `ray.cancel` on a task whose reply is arriving aborts the driver inside Ray, so a failed
 or interrupted run starts no more tasks and lets the few in flight finish. Tasks travel as cloudpickle bytes
 (`_payload.Packer`), since Ray's serializer does not honour modules registered by value for nested objects.
@@ -65,13 +65,13 @@ class _WorkerLost(Exception):
 
 def _run_marked(payloads: list[Payload], counts: list[int], note: str, limit: int | None, *dep_values: Any) -> tuple[Any, ...]:
     """Run packed tasks in order, each given the next `counts[i]` of `dep_values`. The first return value
-    (seconds taken) is a marker the driver reads for next to nothing; each task's result follows. Under a
+    (the batch's timing) is a marker the driver reads for next to nothing; each task's result follows. Under a
     memory `limit`, a guard ends this worker over it, first leaving `note` in Ray's key-value store."""
     if limit is not None:
         memory.guard(limit, lambda: _internal_kv()._internal_kv_put(note, b"1", overwrite=True))
     values = iter(dep_values)
-    results, seconds = run_packed_batch([(p, [next(values) for _ in range(n)]) for p, n in zip(payloads, counts)])
-    return (seconds, *results)
+    results, timing = run_packed_batch([(p, [next(values) for _ in range(n)]) for p, n in zip(payloads, counts)])
+    return (timing, *results)
 
 
 def _internal_kv() -> Any:
@@ -222,7 +222,7 @@ def _on_loopback(address: str) -> bool:
 
 
 def _awaited(ray: Any, marker: Any, results: list[Any], key: str, note: str) -> Future:
-    """A future of `(results, seconds)` once the Ray task's marker arrives, or of its failure. It is
+    """A future of `(results, timing)` once the Ray task's marker arrives, or of its failure. It is
     running from the start, so the scheduler's clean-up awaits it rather than cancelling it."""
     future: Future = Future()
     future.set_running_or_notify_cancel()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from html import escape
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pipeline.stats import Stats, merge
@@ -50,6 +51,7 @@ class Manifest:
     seconds: float = 0.0
     reused: int = 0  # chunks taken from an interrupted run's staging (resume)
     partition_by: list[str] = field(default_factory=list)  # hive folders `col=value/`, outermost first
+    timeline: Any = field(default=None, repr=False, compare=False)  # the run's `pipeline.timeline.Timeline`
 
     @classmethod
     def from_receipts(
@@ -71,8 +73,27 @@ class Manifest:
         return cls(path, run_id, files, rows, schema, mode, skipped, stats, partition_by=list(partition_by))
 
     def to_json(self) -> str:
-        body = {k: v for k, v in asdict(self).items() if k not in ("stats", "value", "seconds", "reused")}
-        return json.dumps(body, indent=2, default=str)
+        """What is committed as `_SUCCESS`: the files and their schema, not how this run went."""
+        kept = [f.name for f in fields(self) if f.name not in ("stats", "value", "seconds", "reused", "timeline")]
+        return json.dumps({name: getattr(self, name) for name in kept}, indent=2, default=str)
+
+    def facts(self) -> dict[str, Any]:
+        """What the run did, as plain data (`pipeline run --json`): the output, its files and schema, and
+        per stage chunks, rows in and out and task seconds."""
+        return {"path": self.path, "run_id": self.run_id, "mode": self.mode, "rows": self.rows,
+                "seconds": round(self.seconds, 3), "reused": self.reused, "files": self.files,
+                "schema": self.schema, "partition_by": self.partition_by, "skipped": self.skipped,
+                "stages": [{"stage": name, "chunks": c.chunks, "rows_in": c.rows_in, "rows_out": c.rows_out,
+                            "seconds": round(c.seconds, 3)} for name, c in self.stats.items()]}
+
+    def _repr_html_(self) -> str:
+        """The summary table, in a notebook."""
+        cells = "".join(f"<tr><td>{escape(s['stage'])}</td><td>{s['chunks']:,}</td><td>{_rows(s['rows_in'])}</td>"
+                        f"<td>{_rows(s['rows_out'])}</td><td>{s['seconds']:.2f}</td></tr>" for s in self.facts()["stages"])
+        return (f"<table><caption>{self.rows:,} rows → {escape(self.path)} ({self.seconds:.2f} s, "
+                f"{len(self.files)} file(s), run {escape(self.run_id)})</caption><thead><tr><th>stage</th>"
+                f"<th>chunks</th><th>rows in</th><th>rows out</th><th>task time (s)</th></tr></thead>"
+                f"<tbody>{cells}</tbody></table>")
 
     @classmethod
     def read(cls, path: str) -> "Manifest":
@@ -80,6 +101,10 @@ class Manifest:
         marker = os.path.join(path, SUCCESS) if os.path.isdir(path) else sidecar(path)
         with open(marker) as fh:
             return cls(**json.load(fh))
+
+
+def _rows(count: int | None) -> str:
+    return "lazy" if count is None else f"{count:,}"
 
 
 def sidecar(file_path: str) -> str:
