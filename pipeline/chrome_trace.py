@@ -38,8 +38,8 @@ def events(timeline: Timeline) -> list[dict[str, Any]]:
             args["error"] = run.failed
         out.append({"ph": "X", "name": run.label, "cat": "failed" if run.failed else "task",
                     "ts": _us(run.start), "dur": _us(run.seconds), **where, "args": args})
-        out += [{"ph": "X", "name": name, "cat": kind, "ts": _us(start), "dur": _us(end - start), **where}
-                for kind, name, start, end in run.steps]
+        out += [{"ph": "X", "name": name, "cat": kind, "ts": _us(start), "dur": _us(end - start), **where,
+                 "args": {"rows": rows, "bytes": size}} for kind, name, start, end, rows, size in run.steps]
     return out
 
 

@@ -117,7 +117,7 @@ def map_chunk(
     except Exception as exc:
         raise StageError.from_exception(exc, "exchange", chunk.index, chunk.label) from None
     stats["exchange"] = StageCount(table.num_rows, table.num_rows, time.perf_counter() - started, 1)
-    trace.record("exchange", "exchange", stats["exchange"].seconds)
+    trace.record("exchange", "exchange", stats["exchange"].seconds, table.num_rows, sum(output.bytes))
     if checkpoint is not None:
         checkpoint.save(output)
     return output

@@ -46,7 +46,7 @@ def _apply(stages: Sequence[Stage], batch: Batch, chunk: int | None, source: str
         except Exception as exc:
             raise StageError.from_exception(exc, stage.name, chunk, source) from None
         stats[stage.name] = StageCount(rows_in, rows(batch), time.perf_counter() - started, 1)
-        trace.record("stage", stage.name, stats[stage.name].seconds)
+        trace.record("stage", stage.name, stats[stage.name].seconds, stats[stage.name].rows_out)
     return batch
 
 
@@ -67,7 +67,7 @@ def _read(source: Source, chunk: Chunk, stats: Stats, skipped: list[list[str]], 
     stats["read"] = StageCount(rows(batch), rows(batch), time.perf_counter() - started, 1)
     kind = getattr(source, "trace_kind", "read")  # None: the source records its own spans
     if kind:
-        trace.record(kind, "read", stats["read"].seconds)
+        trace.record(kind, "read", stats["read"].seconds, stats["read"].rows_out)
     return batch
 
 
@@ -139,7 +139,7 @@ def _write(sink: Sink, batch: Batch, chunk: int | None, source: str, stats: Stat
     receipt = sink.write_part(batch, chunk, stats, source)
     stats["write"].rows_in = stats["write"].rows_out = receipt.rows  # a lazy batch has rows once written
     stats["write"].seconds = time.perf_counter() - started
-    trace.record("write", "write", stats["write"].seconds)
+    trace.record("write", "write", stats["write"].seconds, receipt.rows, sum(e[2] for e in receipt.entries()))
     return receipt
 
 

@@ -38,6 +38,7 @@ class TaskRun:
     steps: tuple[Step, ...] = ()
     attempt: int = 1
     failed: str = ""  # why this attempt failed ("" when it succeeded)
+    queued: float = 0.0  # seconds from the driver sending its batch to the task starting
 
     @property
     def seconds(self) -> float:
@@ -79,12 +80,12 @@ class Timeline:
         once per attempt."""
         offsets, zero = self.offsets(), self.started
         found: list[TaskRun] = []
-        for tasks, timing, _, _ in self._batches:
+        for tasks, timing, sent, _ in self._batches:
             shift = offsets.get(timing.worker, 0.0) + zero
             for task, (start, end, steps) in zip(tasks, timing.tasks):
-                moved = tuple((kind, name, a - shift, b - shift) for kind, name, a, b in steps)
+                moved = tuple((kind, name, a - shift, b - shift, rows, size) for kind, name, a, b, rows, size in steps)
                 found.append(TaskRun(task.key, task.label, task.chunk, task.source, timing.worker, timing.lane,
-                                     start - shift, end - shift, moved))
+                                     start - shift, end - shift, moved, queued=start - shift - (sent - zero)))
         for tasks, why, sent, received in self._failures:
             found += [TaskRun(t.key, t.label, t.chunk, t.source, "", 0, sent - zero, received - zero, failed=why)
                       for t in tasks]

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-Step = tuple[str, str, float, float]  # (kind, name, start, end); kind: read, exchange read, stage, exchange,
-#                                       reduce, write, serialise
+# (kind, name, start, end, rows, bytes); kind: read, exchange read, stage, exchange, reduce, write, serialise;
+# rows: what the step produced (None: not counted); bytes: what it wrote (exchange, write), else None
+Step = tuple[str, str, float, float, "int | None", "int | None"]
 _local = threading.local()
 _HOST = socket.gethostname()
 
@@ -39,12 +40,12 @@ class Timing:
     peak_rss: int = 0  # the process's peak resident memory so far, bytes
 
 
-def record(kind: str, name: str, seconds: float) -> None:
+def record(kind: str, name: str, seconds: float, rows: int | None = None, nbytes: int | None = None) -> None:
     """A step that just ended after `seconds` (measured by the caller), inside the running task."""
     steps = getattr(_local, "steps", None)
     if steps is not None:
         end = time.time()
-        steps.append((kind, name, end - seconds, end))
+        steps.append((kind, name, end - seconds, end, rows, nbytes))
 
 
 def task(fn: Callable[..., T], *args: Any) -> T:

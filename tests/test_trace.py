@@ -77,9 +77,12 @@ def test_every_task_comes_back_with_its_worker_lane_and_steps(name: str, tmp_pat
     kinds = {kind for r in runs for kind, *_ in r.steps}
     assert {"read", "stage", "exchange", "exchange read", "write"} <= kinds
     assert any(kind == "stage" and step == "doubled" for r in runs for kind, step, *_ in r.steps)
+    writes = [step for r in runs for step in r.steps if step[0] == "write"]
+    assert sum(step[4] for step in writes) == 400 and all(step[5] > 0 for step in writes)  # rows, bytes
+    assert all(r.queued >= -0.5 for r in runs)
     for run in runs:  # a worker's steps and tasks are moved by the same offset: they stay nested
         assert run.start <= run.end
-        for _, _, start, end in run.steps:
+        for _, _, start, end, _, _ in run.steps:
             assert run.start - 1e-6 <= start <= end <= run.end + 1e-6, (run.key, run.steps)
     assert set(timeline.peak_rss()) == workers - ({""})
     assert all(rss > 0 for rss in timeline.peak_rss().values())
@@ -91,13 +94,14 @@ def test_a_workers_clock_is_put_on_the_drivers():
     timeline = Timeline(started=1000.0)
     task = Task("chunk-00000", doubled, (), "read+doubled+write", 0, "a.parquet")
     slow = Timing(0.5, "w:1", 7, 1101.0 + 100, 1101.5 + 100, [(1101.0 + 100, 1101.5 + 100, ())])
-    quick = Timing(0.2, "w:1", 7, 1103.1 + 100, 1103.3 + 100, [(1103.1 + 100, 1103.3 + 100, (("read", "read", 1103.1 + 100, 1103.2 + 100),))])
+    quick = Timing(0.2, "w:1", 7, 1103.1 + 100, 1103.3 + 100, [(1103.1 + 100, 1103.3 + 100, (("read", "read", 1103.1 + 100, 1103.2 + 100, 5, None),))])
     timeline.finished([task], slow, 1100.0, 1104.0)  # queued for long on the way: a poor estimate
     timeline.finished([task], quick, 1103.0, 1103.4)
     assert timeline.offsets()["w:1"] == pytest.approx(100.0, abs=0.01)
     last = timeline.runs()[-1]
     assert 103.0 <= last.start <= last.end <= 103.4  # seconds since the run started, on the driver's clock
     assert last.steps[0][2] == pytest.approx(103.1, abs=0.01)
+    assert last.queued == pytest.approx(0.1, abs=0.01)  # sent at 103.0, started at 103.1
 
 
 def test_a_trace_is_written_when_asked_also_for_a_failed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
