@@ -20,6 +20,7 @@ from pipeline.dataset import run as run_outputs
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.graph_run import describe
 from pipeline.plan import discover
+from pipeline.plan_graph import draw
 from pipeline.progress import progress_bar, summary
 
 
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress bar or summary")
         if name == "run":
             sub.add_argument("--resume", action="store_true", help="reuse what an interrupted run already finished")
+        if name == "plan":
+            sub.add_argument("--format", choices=("text", "dot", "svg"), default="text",
+                             help="text (default), or the task groups as a graph: dot, or a standalone svg")
     return parser
 
 
@@ -96,11 +100,17 @@ def _run(job: config_module.Job, args: argparse.Namespace, console: Console) -> 
 
 
 def _plan(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
+    if job.outputs and args.format != "text":
+        print(draw(describe(job.outputs), args.format), end="")
+        return 0
     if job.outputs:
         print(f"{job.path}: {len(job.outputs)} output(s): {', '.join(o.sink.path for o in job.outputs)}")
         print(describe(job.outputs).describe())
         return 0
     plan = job.pipeline.plan(job.source)
+    if args.format != "text":
+        print(draw(plan, args.format), end="")
+        return 0
     print(f"{job.path}: {job.source.describe()} → {job.config.sink.path}")
     print(plan.describe())
     return 0

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from pipeline.plan import Task
+from pipeline.plan import Plan, Task
 from pipeline.trace import Step, Timing
 
 _current: contextvars.ContextVar[Timeline | None] = contextvars.ContextVar("timeline", default=None)
@@ -49,6 +49,7 @@ class TaskRun:
 class Timeline:
     started: float = field(default_factory=time.time)
     ended: float | None = None
+    plan: Plan | None = field(default=None, repr=False)  # what ran (the last plan, if a block ran several)
     _batches: list[tuple[list[Task], Timing, float, float]] = field(default_factory=list, repr=False)
     _failures: list[tuple[list[Task], str, float, float]] = field(default_factory=list, repr=False)
 

@@ -102,6 +102,8 @@ def run_plan(
     sizer = sizer or BatchSizer(most=1)
     here = {key for key, task in plan.tasks.items() if inline and task.in_driver}  # run in this process
     timeline = current_timeline()
+    if timeline is not None:
+        timeline.plan = plan
     sent: dict[Future, float] = {}
 
     def take() -> list[tuple[str, list[Any]]]:
