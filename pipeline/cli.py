@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ from pipeline.graph_run import describe
 from pipeline.plan import discover
 from pipeline.plan_graph import draw
 from pipeline.progress import progress_bar, summary
+from pipeline.report import check_destination, written
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress bar or summary")
         if name == "run":
             sub.add_argument("--resume", action="store_true", help="reuse what an interrupted run already finished")
+            sub.add_argument("--report", metavar="PATH.html", help="write a self-contained HTML report of the run")
+            sub.add_argument("--trace", metavar="PATH.json", help="write the run's timeline as a Chrome trace")
+            sub.add_argument("--json", action="store_true", help="print the outputs' manifests and summary as JSON")
         if name == "plan":
             sub.add_argument("--format", choices=("text", "dot", "svg"), default="text",
                              help="text (default), or the task groups as a graph: dot, or a standalone svg")
@@ -63,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _COMMANDS[args.command](job, args, console)
     except PipelineError as exc:
         message = str(exc)
-        if isinstance(exc, ConfigError) and not message.startswith((args.config, "--set")):
+        if isinstance(exc, ConfigError) and not message.startswith((args.config, "--set", "--report", "--trace")):
             message = f"{args.config}: {message}"  # raised after loading, e.g. by the engine
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -83,14 +88,25 @@ def _quoted(override: str) -> str:
 def _run(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
     engine_config = job.config.engine
     quiet = args.quiet
-    with get_engine(engine_config.name, **engine_config.options()) as engine:
-        with contextlib.nullcontext() if quiet else progress_bar(console, f"{job.path.name} on {engine_config.name}") as on_progress:
-            if job.outputs:
-                manifests = list(run_outputs(*job.outputs, engine=engine, resume=args.resume, on_progress=on_progress).values())
-            else:
-                manifests = [job.pipeline.run(job.source, job.sink, engine, on_progress=on_progress, resume=args.resume)]
+    report = args.report or job.config.run.report
+    trace = args.trace or job.config.run.trace
+    for path, what in ((report, "--report"), (trace, "--trace")):
+        if path:
+            check_destination(path, what)
+    title = f"{job.path.name} on {engine_config.name}"
+    with written(report, trace, title, engine_config.name) as manifests:
+        with get_engine(engine_config.name, **engine_config.options()) as engine:
+            with contextlib.nullcontext() if quiet else progress_bar(console, title) as on_progress:
+                if job.outputs:
+                    got = run_outputs(*job.outputs, engine=engine, resume=args.resume, on_progress=on_progress)
+                    manifests += got.values()
+                else:
+                    manifests.append(job.pipeline.run(job.source, job.sink, engine, on_progress=on_progress,
+                                                      resume=args.resume))
+    if args.json:
+        print(json.dumps({"outputs": [m.facts() for m in manifests], "report": report, "trace": trace}, default=str))
     for manifest in manifests:
-        if not quiet:
+        if not quiet and not args.json:
             Console().print(summary(manifest))
         for path, why in manifest.skipped:
             console.print(f"[yellow]skipped[/] {escape(path)}: {escape(why)}", highlight=False)

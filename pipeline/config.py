@@ -55,10 +55,12 @@ class SinkConfig(_Section):
 
 
 class RunConfig(_Section):
-    """`[run]` of a graph config: settings of the run itself rather than of one input or output."""
+    """`[run]`: settings of the run itself rather than of one input or output."""
 
     scratch: str | None = None  # intermediate data: a folder, or a URL every worker reaches ("s3://bucket/tmp")
     scratch_options: dict[str, Any] | None = None  # storage_options for a scratch URL; default an output's
+    report: str | None = None  # write the run's HTML report here (as `--report`)
+    trace: str | None = None  # write the run's Chrome trace here (as `--trace`)
 
 
 class SecurityConfig(_Section):
@@ -106,6 +108,7 @@ class Config(_Section):
     stages: list[StageConfig] = Field(min_length=1)
     sink: SinkConfig
     engine: EngineConfig = EngineConfig()
+    run: RunConfig = RunConfig()
 
 
 @dataclass(frozen=True)
@@ -166,9 +169,17 @@ def resolve_path(path: str, base: Path) -> str:
     return path if "://" in path else os.path.normpath(base / path)
 
 
+def resolve_run_paths(run: RunConfig, base: Path) -> None:
+    """`[run] report` and `trace` are relative to the config file's folder."""
+    for key in ("report", "trace"):
+        if getattr(run, key) is not None:
+            setattr(run, key, resolve_path(getattr(run, key), base))
+
+
 def _resolve_paths(config: Config, base: Path) -> Config:
     config.source.path = resolve_path(config.source.path, base)
     config.sink.path = resolve_path(config.sink.path, base)
+    resolve_run_paths(config.run, base)
     _resolve_security(config.engine, base)
     return config
 

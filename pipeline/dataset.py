@@ -147,22 +147,29 @@ class Output:
     scratch_options: Mapping[str, Any] | None = None  # storage_options for a URL there
 
     def run(self, engine: str | Any = "processes", workers: int | None = None, resume: bool = False,
-            scratch: str | None = None, scratch_options: Mapping[str, Any] | None = None) -> Manifest:
+            scratch: str | None = None, scratch_options: Mapping[str, Any] | None = None,
+            report: str | None = None, trace: str | None = None) -> Manifest:
         return run(self, engine=engine, workers=workers, resume=resume, scratch=scratch,
-                   scratch_options=scratch_options)[self.sink.path]
+                   scratch_options=scratch_options, report=report, trace=trace)[self.sink.path]
 
 
 def run(*outputs: Output, engine: str | Any = "processes", workers: int | None = None, resume: bool = False,
         on_progress: Callable | None = None, scratch: str | None = None,
-        scratch_options: Mapping[str, Any] | None = None) -> dict[str, Manifest]:
+        scratch_options: Mapping[str, Any] | None = None, report: str | None = None,
+        trace: str | None = None) -> dict[str, Manifest]:
     """Run every output in one task graph; each is committed atomically once all are written.
     Returns each output's manifest by path. `scratch` is where joins, exchanges and reductions keep their
     intermediate data: a local folder, or a URL (`s3://bucket/tmp`) that every worker of a cluster without a
     shared disk can reach, with `scratch_options` (default: those of an output in that bucket). By default it
-    sits beside the first output, on object storage when the outputs are."""
+    sits beside the first output, on object storage when the outputs are. `report` and `trace` write the
+    run's HTML report and Chrome trace there (also when it fails)."""
     from pipeline.graph_run import execute
+    from pipeline.report import reported
 
-    return execute(outputs, engine, workers, resume, on_progress, scratch, scratch_options)
+    with reported(report, trace, engine) as manifests:
+        found = execute(outputs, engine, workers, resume, on_progress, scratch, scratch_options)
+        manifests += found.values()
+    return found
 
 
 def _stem(path: str) -> str:

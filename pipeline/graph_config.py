@@ -33,7 +33,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.config import (
     EngineConfig, Job, RunConfig, SinkConfig, SourceConfig, StageConfig, _build_stage, _describe, _resolve_security,
-    _Section, resolve_path,
+    _Section, resolve_path, resolve_run_paths,
 )
 from pipeline.dataset import Dataset, Output, read
 from pipeline.errors import ConfigError
@@ -96,6 +96,7 @@ def load_graph(raw: dict[str, Any], path: Path) -> Job:
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     _resolve_security(config.engine, base)
+    resolve_run_paths(config.run, base)
     return Job(path, config, None, None, tuple(outputs))
 
 

@@ -66,13 +66,20 @@ class Pipeline:
         mode: str = "error",
         on_progress: Callable[[Plan], Callable] | None = None,
         resume: bool = False,
+        report: str | None = None,
+        trace: str | None = None,
     ) -> Manifest:
         """Run over `source` (a path or Source) into `sink` (a path or Sink); returns the committed manifest.
-        `resume=True` reuses the chunks an interrupted run into the same output already finished."""
+        `resume=True` reuses the chunks an interrupted run into the same output already finished; `report`
+        and `trace` write its HTML report and Chrome trace there (also when it fails)."""
         from pipeline.pipeline_run import execute
+        from pipeline.report import reported
 
         self.validate()
-        return execute(self, _as_source(source), _as_sink(sink, mode), engine, workers, on_progress, resume)
+        with reported(report, trace, engine) as manifests:
+            manifests.append(execute(self, _as_source(source), _as_sink(sink, mode), engine, workers, on_progress,
+                                     resume))
+        return manifests[0]
 
     def run_frame(
         self,
