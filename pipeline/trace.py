@@ -5,7 +5,8 @@ themselves inside it (reading a part, each stage, an exchange's map write, a red
 kept in a `Timing` that travels back to the driver with the results, in the message it sends anyway. So the
 same record comes from every engine, with no shared disk, no cluster service and no extra message; the
 driver's `pipeline.timeline` corrects each worker's clock and turns it into a report or a trace.
-Recording is always on: a few clock reads and appends per task.
+Recording is on unless `PIPELINE_TIMELINE=off` (read when a worker starts): a few clock reads and appends
+per task, measured against off by `scripts/benchmark.py --recording`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ T = TypeVar("T")
 Step = tuple[str, str, float, float, "int | None", "int | None"]
 _local = threading.local()
 _HOST = socket.gethostname()
+_OFF = os.environ.get("PIPELINE_TIMELINE", "").lower() == "off"
 
 
 @dataclass
@@ -66,7 +68,7 @@ def run_batch(run: Callable[[Any], Any], items: Sequence[Any]) -> tuple[list[Any
     """`[run(item) for item in items]` and the batch's `Timing` (each `run` wraps its task in `task`)."""
     started, wall = time.perf_counter(), time.time()
     timing = Timing(0.0, f"{_HOST}:{os.getpid()}", threading.get_ident(), wall, wall)
-    _local.timing = timing
+    _local.timing = None if _OFF else timing
     try:
         results = [run(item) for item in items]
     finally:

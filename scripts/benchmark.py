@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline", default="", help="TPC-H: a SF 1 run's JSON, for the peak-memory target")
     parser.add_argument("--s3", action="store_true",
                         help="only time reading the taxi data from a local S3 server against local disk")
+    parser.add_argument("--recording", action="store_true",
+                        help="the taxi job with the run's timeline recorded and not: what recording costs")
     parser.add_argument("--run-one", metavar="SYSTEM", help=argparse.SUPPRESS)
     parser.add_argument("--run-tpch", metavar="SYSTEM", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -91,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.tpch:
         return _tpch(args, argv)
+    if args.recording:
+        from bench import data, recording
+
+        recording.main(data.taxi(args.rows, args.files), args.workers, max(args.repeats, 5))
+        return 0
     if args.s3:
         from bench import data, s3_read
 
