@@ -40,6 +40,12 @@ def test_facts_agree_with_the_plan_and_the_manifest(finished):
     assert facts["outputs"][0]["rows"] == 4000
 
 
+def test_the_manifest_renders_its_facts_as_a_table_in_a_notebook(finished):
+    html = finished._repr_html_()
+    assert html.startswith("<table>") and "4,000 rows" in html
+    assert html.count("<tr><td>") == len(finished.facts()["stages"]) > 0 and "sort" in html
+
+
 def test_the_page_embeds_the_plan_with_measured_rows(finished):
     html = report.page(finished.timeline, [finished], "t", "processes")
     assert "<svg" in html and "4,000 rows" in html

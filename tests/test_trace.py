@@ -14,7 +14,7 @@ import cloudpickle
 import pandas as pd
 import pytest
 
-from pipeline import chrome_trace
+from pipeline import chrome_trace, report
 from pipeline.dataset import from_frame
 from pipeline.engines import get_engine
 from pipeline.errors import StageError
@@ -86,6 +86,10 @@ def test_every_task_comes_back_with_its_worker_lane_and_steps(name: str, tmp_pat
             assert run.start - 1e-6 <= start <= end <= run.end + 1e-6, (run.key, run.steps)
     assert set(timeline.peak_rss()) == workers - ({""})
     assert all(rss > 0 for rss in timeline.peak_rss().values())
+    facts = report.facts(timeline, [manifest], "t", name)  # the same report from every engine
+    assert {w["id"] for w in facts["workers"]} == workers
+    assert sum(w["lanes"] for w in facts["workers"]) == len({(r.worker, r.lane) for r in runs})
+    assert len(facts["tasks"]["rows"]) == len(runs) and facts["io"]["rows_written"] == 400
 
 
 def test_a_workers_clock_is_put_on_the_drivers():
