@@ -91,3 +91,14 @@ def rows(batch: Batch) -> int | None:
     if format_of(batch) == "polars-lazy":
         return None
     return len(batch)
+
+
+def nbytes(batch: Batch) -> int | None:
+    """The batch's size in memory, as each library counts it without walking Python objects (pandas' object
+    columns count their pointers only); None for a lazy frame."""
+    kind = format_of(batch)
+    if kind == "arrow":
+        return batch.nbytes
+    if kind == "pandas":
+        return int(batch.memory_usage(index=False, deep=False).sum())
+    return None if kind == "polars-lazy" else int(batch.estimated_size())

@@ -190,14 +190,16 @@ def _bars(runs: Sequence[TaskRun]) -> dict[str, Any]:
 
 
 def _io(runs: Sequence[TaskRun]) -> dict[str, int]:
-    """Rows read (input files) and written, and bytes written to the output and spilled to scratch."""
-    totals = {"rows_read": 0, "rows_written": 0, "bytes_written": 0, "bytes_spilled": 0}
+    """Rows read (input files) and written; bytes read (the data in memory), written to the output and
+    spilled to scratch."""
+    totals = {"rows_read": 0, "bytes_read": 0, "rows_written": 0, "bytes_written": 0, "bytes_spilled": 0}
     for run in runs:
         if run.failed:
             continue
         for kind, _, _, _, rows, size in run.steps:
             if kind == "read":
                 totals["rows_read"] += rows or 0
+                totals["bytes_read"] += size or 0
             elif kind == "write":
                 totals["rows_written"] += rows or 0
                 totals["bytes_written"] += size or 0

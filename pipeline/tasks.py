@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pipeline import trace
-from pipeline.batch import Batch, convert, format_of, rows
+from pipeline.batch import Batch, convert, format_of, nbytes, rows
 from pipeline.checkpoint import Checkpoint
 from pipeline.errors import PipelineError, StageError
 from pipeline.io.manifest import Manifest, Receipt
@@ -67,7 +67,7 @@ def _read(source: Source, chunk: Chunk, stats: Stats, skipped: list[list[str]], 
     stats["read"] = StageCount(rows(batch), rows(batch), time.perf_counter() - started, 1)
     kind = getattr(source, "trace_kind", "read")  # None: the source records its own spans
     if kind:
-        trace.record(kind, "read", stats["read"].seconds, stats["read"].rows_out)
+        trace.record(kind, "read", stats["read"].seconds, stats["read"].rows_out, nbytes(batch))
     return batch
 
 

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 # (kind, name, start, end, rows, bytes); kind: read, exchange read, stage, exchange, reduce, write, serialise;
-# rows: what the step produced (None: not counted); bytes: what it wrote (exchange, write), else None
+# rows: what the step produced (None: not counted); bytes: what it wrote (exchange, write) or read (read: the
+# data in memory), else None
 Step = tuple[str, str, float, float, "int | None", "int | None"]
 _local = threading.local()
 _HOST = socket.gethostname()

@@ -33,6 +33,7 @@ def test_facts_agree_with_the_plan_and_the_manifest(finished):
         assert stage["fastest"]["seconds"] <= stage["median"] <= stage["slowest"]["seconds"]
         assert all(v >= 0 for v in stage["seconds"].values())
     assert facts["io"]["rows_read"] >= 4000 and facts["io"]["rows_written"] == finished.rows == 4000
+    assert facts["io"]["bytes_read"] >= 4000 * 16  # two int64 columns, at least once
     assert facts["io"]["bytes_written"] == sum(f["bytes"] for f in finished.files)
     assert facts["io"]["bytes_spilled"] > 0  # the sort's exchange wrote map files
     workers = facts["workers"]

@@ -313,7 +313,8 @@
   function io() {
     var io = facts.io || {};
     var out = body("io");
-    out.appendChild(el("dl", {"class": "facts"}, [["rows read", count(io.rows_read)], ["rows written", count(io.rows_written)],
+    out.appendChild(el("dl", {"class": "facts"}, [["rows read", count(io.rows_read)], ["bytes read (in memory)", bytes(io.bytes_read || 0)],
+      ["rows written", count(io.rows_written)],
       ["bytes written", bytes(io.bytes_written)], ["bytes spilled", bytes(io.bytes_spilled)]].map(function (kv) {
       return el("div", {}, [el("dt", {text: kv[0]}), el("dd", {text: kv[1]})]);
     })));
