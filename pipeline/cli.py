@@ -11,19 +11,14 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-
-from pipeline import config as config_module
-from pipeline.engines import get_engine
-from pipeline.dataset import run as run_outputs
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.graph_run import describe
-from pipeline.plan import discover
-from pipeline.plan_graph import draw
-from pipeline.progress import progress_bar, summary
-from pipeline.report import check_destination, written
+
+if TYPE_CHECKING:  # the rest is imported by the command that needs it: `--help` answers at once
+    from rich.console import Console
+
+    from pipeline.config import Job
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from rich.console import Console
+    from rich.markup import escape
+
+    from pipeline import config as config_module
+
     console = Console(stderr=True)
     overrides = list(args.overrides)
     for key in ("engine", "workers", "address"):
@@ -85,7 +85,15 @@ def _quoted(override: str) -> str:
     return override
 
 
-def _run(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
+def _run(job: Job, args: argparse.Namespace, console: Console) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from pipeline.dataset import run as run_outputs
+    from pipeline.engines import get_engine
+    from pipeline.progress import progress_bar, summary
+    from pipeline.report import check_destination, written
+
     engine_config = job.config.engine
     quiet = args.quiet
     report = args.report or job.config.run.report
@@ -115,7 +123,10 @@ def _run(job: config_module.Job, args: argparse.Namespace, console: Console) -> 
     return 0
 
 
-def _plan(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
+def _plan(job: Job, args: argparse.Namespace, console: Console) -> int:
+    from pipeline.graph_run import describe
+    from pipeline.plan_graph import draw
+
     if job.outputs and args.format != "text":
         print(draw(describe(job.outputs), args.format), end="")
         return 0
@@ -132,7 +143,10 @@ def _plan(job: config_module.Job, args: argparse.Namespace, console: Console) ->
     return 0
 
 
-def _validate(job: config_module.Job, args: argparse.Namespace, console: Console) -> int:
+def _validate(job: Job, args: argparse.Namespace, console: Console) -> int:
+    from pipeline.graph_run import describe
+    from pipeline.plan import discover
+
     if job.outputs:
         plan = describe(job.outputs)
         print(f"{job.path}: ok — {len(job.outputs)} output(s), {len(plan)} tasks")

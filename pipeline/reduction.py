@@ -10,9 +10,10 @@ finalised into a DataFrame. A function becomes a reduction stage by carrying a f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 P = TypeVar("P")
 
