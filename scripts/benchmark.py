@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline", default="", help="TPC-H: a SF 1 run's JSON, for the peak-memory target")
     parser.add_argument("--s3", action="store_true",
                         help="only time reading the taxi data from a local S3 server against local disk")
+    parser.add_argument("--imports", action="store_true",
+                        help="only the import-time budget of `pipeline run` on the taxi job")
     parser.add_argument("--recording", action="store_true",
                         help="the taxi job with the run's timeline recorded and not: what recording costs")
     parser.add_argument("--run-one", metavar="SYSTEM", help=argparse.SUPPRESS)
@@ -93,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.tpch:
         return _tpch(args, argv)
+    if args.imports:
+        from bench import data, imports, report
+
+        imports.show(imports.budget(data.taxi(args.rows, args.files), args.workers), report.console)
+        return 0
     if args.recording:
         from bench import data, recording
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import data, job, machine, report
+from bench import data, imports, job, machine, report
 from bench.measure import measure, wait_until_quiet
 from bench.overhead import engine_overheads
 from bench.spec import RunSpec
@@ -139,6 +139,8 @@ def main(opts: Options) -> int:
         console.print(f"[red]FAILED RUN: {label}[/red]")
     for problem in problems:
         console.print(f"[red]WRONG ANSWER: {problem}[/red]")
+    budget = imports.budget(main_data, opts.workers)
+    imports.show(budget, console)
     seconds = time.perf_counter() - started
     report.write_json(opts.json_path, {
         "complete": True,
@@ -151,6 +153,7 @@ def main(opts: Options) -> int:
         "targets": [t.as_dict() for t in found],
         "answers": {"reference": REFERENCE, "verdicts": verdicts, "problems": problems},
         "failed_runs": failed_runs,
+        "import_budget": budget,
         "runs": records,
     })
     console.print(f"done in {seconds / 60:.1f} min")
