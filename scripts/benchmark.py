@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline", default="", help="TPC-H: a SF 1 run's JSON, for the peak-memory target")
     parser.add_argument("--s3", action="store_true",
                         help="only time reading the taxi data from a local S3 server against local disk")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="pipeline run against a hand-written Pool script, as whole processes")
     parser.add_argument("--imports", action="store_true",
                         help="only the import-time budget of `pipeline run` on the taxi job")
     parser.add_argument("--recording", action="store_true",
@@ -95,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.tpch:
         return _tpch(args, argv)
+    if args.whole_process:
+        from bench import data, whole_process
+
+        whole_process.main(data.taxi(args.rows, args.files), args.workers, args.repeats)
+        return 0
     if args.imports:
         from bench import data, imports, report
 
