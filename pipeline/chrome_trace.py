@@ -1,4 +1,4 @@
-"""A run's timeline in the Chrome trace event format (opens in Perfetto or chrome://tracing).
+"""A run's timeline in the Chrome trace event format, which trace viewers open as they are.
 
 One process row per worker (named host:pid), one thread row per lane; each task a complete event ("X")
 named by its label, with its steps (read, stage, exchange, reduce, write, serialise) nested inside it; a
