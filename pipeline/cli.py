@@ -92,17 +92,14 @@ def _run(job: Job, args: argparse.Namespace, console: Console) -> int:
     from pipeline.dataset import run as run_outputs
     from pipeline.engines import get_engine
     from pipeline.progress import progress_bar, summary
-    from pipeline.report import check_destination, written
+    from pipeline.report import written
 
     engine_config = job.config.engine
     quiet = args.quiet
     report = args.report or job.config.run.report
     trace = args.trace or job.config.run.trace
-    for path, what in ((report, "--report"), (trace, "--trace")):
-        if path:
-            check_destination(path, what)
     title = f"{job.path.name} on {engine_config.name}"
-    with written(report, trace, title, engine_config.name) as manifests:
+    with written(report, trace, title, engine_config.name, ("--report", "--trace")) as manifests:
         with get_engine(engine_config.name, **engine_config.options()) as engine:
             with contextlib.nullcontext() if quiet else progress_bar(console, title) as on_progress:
                 if job.outputs:

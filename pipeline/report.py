@@ -37,8 +37,13 @@ DOMINANT = 0.4  # one task taking this share of the run's wall time holds the ru
 def facts(timeline: Timeline, manifests: Sequence[Manifest] = (), title: str = "", engine: str = "",
           error: str = "") -> dict[str, Any]:
     """Everything the report shows, as JSON-ready data."""
-    startup = min((r.start - r.queued for r in timeline.runs() if r.worker), default=0.0)
-    runs = [_shifted(r, startup) for r in timeline.runs()]  # time 0: the first task sent, after start-up
+    return _facts(timeline, timeline.runs(), manifests, title, engine, error)
+
+
+def _facts(timeline: Timeline, runs: Sequence[TaskRun], manifests: Sequence[Manifest], title: str, engine: str,
+           error: str) -> dict[str, Any]:
+    startup = min((r.start - r.queued for r in runs if r.worker), default=0.0)
+    runs = [_shifted(r, startup) for r in runs]  # time 0: the first task sent, after start-up
     wall = max(timeline.seconds - startup, max((r.end for r in runs), default=0.0))
     return {
         "title": title, "engine": engine, "seconds": round(wall, 4), "startup": round(startup, 4), "error": error,
@@ -64,9 +69,14 @@ def check_destination(path: str, what: str) -> str:
 
 
 @contextlib.contextmanager
-def written(report: str | None, trace: str | None, title: str = "", engine: str = "") -> Iterator[list[Manifest]]:
-    """Record the run in the block; afterwards, failed or not, write its HTML report and Chrome trace where
-    asked. The block appends the manifests it got to the list it is given."""
+def written(report: str | None, trace: str | None, title: str = "", engine: str = "",
+            names: tuple[str, str] = ("report", "trace")) -> Iterator[list[Manifest]]:
+    """Refuse a bad report or trace path at once (`names`: how the caller calls them); then record the run in
+    the block and afterwards, failed or not, write its HTML report and Chrome trace where asked. The block
+    appends the manifests it got to the list it is given."""
+    for path, what in zip((report, trace), names):
+        if path:
+            check_destination(path, what)
     manifests: list[Manifest] = []
     with recording() as timeline:
         error = ""
@@ -77,32 +87,32 @@ def written(report: str | None, trace: str | None, title: str = "", engine: str 
             raise
         finally:
             if report:
-                with open(report, "w") as fh:
-                    fh.write(page(timeline, manifests, title, engine, error))
+                from pipeline import report_html
+
+                report_html.write(page_facts(timeline, manifests, title, engine, error), report)
             if trace:
                 chrome_trace.write(timeline, trace)
 
 
 @contextlib.contextmanager
 def reported(report: str | None, trace: str | None, engine: Any) -> Iterator[list[Manifest]]:
-    """`written` for the Python API: the paths checked first, the engine named by its name or class."""
-    for path, what in ((report, "report"), (trace, "trace")):
-        if path:
-            check_destination(path, what)
+    """`written` for the Python API: the engine named by its name or class."""
     name = engine if isinstance(engine, str) else type(engine).__name__.removesuffix("Engine").lower()
     with written(report, trace, f"pipeline run on {name}", name) as manifests:
         yield manifests
 
 
-def page(timeline: Timeline, manifests: Sequence[Manifest] = (), title: str = "", engine: str = "",
-         error: str = "") -> str:
-    """The self-contained HTML report: `facts` and the plan drawn with each group's measured rows."""
-    from pipeline import plan_graph, report_html
+def page_facts(timeline: Timeline, manifests: Sequence[Manifest] = (), title: str = "", engine: str = "",
+               error: str = "") -> dict[str, Any]:
+    """What the HTML page shows (`report_html.render`): `facts`, and the plan drawn with each group's
+    measured rows (the task runs listed once for both)."""
+    from pipeline import plan_graph
 
-    data = facts(timeline, manifests, title, engine, error)
-    done = [r for r in timeline.runs() if not r.failed]
+    runs = timeline.runs()
+    data = _facts(timeline, runs, manifests, title, engine, error)
+    done = [r for r in runs if not r.failed]
     data["plan_svg"] = plan_graph.draw(timeline.plan, "svg", measured(done)) if timeline.plan is not None else ""
-    return report_html.render(data)
+    return data
 
 
 def measured(runs: Sequence[TaskRun]) -> dict[str, Any]:

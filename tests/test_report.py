@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline import report
+from pipeline import report, report_html
 from pipeline.dataset import from_frame
 from pipeline.timeline import TaskRun
 
@@ -48,7 +48,7 @@ def test_the_manifest_renders_its_facts_as_a_table_in_a_notebook(finished):
 
 
 def test_the_page_embeds_the_plan_with_measured_rows(finished):
-    html = report.page(finished.timeline, [finished], "t", "processes")
+    html = report_html.render(report.page_facts(finished.timeline, [finished], "t", "processes"))
     assert "<svg" in html and "4,000 rows" in html
 
 
