@@ -91,30 +91,30 @@ class _ObjectOutput:
         folder, _, name = self.path.rpartition("/")
         return storage.ObjectPath(f"{folder}/.{name}.checkpoints-{self.run_id}", self.storage_options)
 
-    def _runs_beside(self) -> dict[str, list[str]]:
-        """Run id → the prefixes beside the output that a run left: its checkpoints and its scratch."""
+    def _runs_beside(self) -> dict[str, dict[str, str]]:
+        """Run id → what it left beside the output: {"checkpoints" | "scratch": the prefix}."""
         folder, _, name = self.inner.rpartition("/")
-        pattern = re.compile(rf"^\.{re.escape(name)}\.(checkpoints|scratch)-(?P<run>.+)$")
+        pattern = re.compile(rf"^\.{re.escape(name)}\.(?P<kind>checkpoints|scratch)-(?P<run>.+)$")
         infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-        runs: dict[str, list[str]] = {}
+        runs: dict[str, dict[str, str]] = {}
         for info in infos:
             if info.type == pafs.FileType.Directory and (match := pattern.match(info.base_name)):
-                runs.setdefault(match["run"], []).append(info.path)
+                runs.setdefault(match["run"], {})[match["kind"]] = info.path
         return runs
 
     def unfinished_run(self) -> str | None:
         """The newest run that started (left its checkpoints) and was not committed."""
         committed, _ = self._read_marker(self.marker)
-        folder, _, name = self.inner.rpartition("/")
-        runs = [run for run, prefixes in self._runs_beside().items()
-                if f"{folder}/.{name}.checkpoints-{run}" in prefixes and (committed is None or committed.run_id != run)]
+        runs = [run for run, left in self._runs_beside().items()
+                if "checkpoints" in left and (committed is None or committed.run_id != run)]
         return max(runs) if runs else None
 
     def _start(self, run_id: str, resume: bool) -> None:
         """Remove what earlier unfinished runs left beside the output (but the run resumed), then mark this
         run as started, so an interrupt leaves it for `--resume`."""
-        for run, prefixes in self._runs_beside().items():
+        for run, left in self._runs_beside().items():
             if run != run_id:
+                prefixes = sorted(left.values())
                 log.warning("%s: removing what an unfinished run %s left: %s", self.path, run, ", ".join(prefixes))
                 for prefix in prefixes:
                     storage.remove_tree(storage.ObjectPath(storage.to_url(self.path, prefix), self.storage_options))
