@@ -18,7 +18,6 @@ import os
 import statistics
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 from pipeline import chrome_trace
@@ -43,7 +42,7 @@ def facts(timeline: Timeline, manifests: Sequence[Manifest] = (), title: str = "
 def _facts(timeline: Timeline, runs: Sequence[TaskRun], manifests: Sequence[Manifest], title: str, engine: str,
            error: str) -> dict[str, Any]:
     startup = min((r.start - r.queued for r in runs if r.worker), default=0.0)
-    runs = [_shifted(r, startup) for r in runs]  # time 0: the first task sent, after start-up
+    runs = [r.moved(startup) for r in runs]  # time 0: the first task sent, after start-up
     wall = max(timeline.seconds - startup, max((r.end for r in runs), default=0.0))
     return {
         "title": title, "engine": engine, "seconds": round(wall, 4), "startup": round(startup, 4), "error": error,
@@ -124,11 +123,6 @@ def measured(runs: Sequence[TaskRun]) -> dict[str, Any]:
         counted = [step[4] for step in run.steps if step[4] is not None]
         out[run.key] = Measure(counted[0] if counted else None, counted[-1] if counted else None, run.seconds)
     return out
-
-
-def _shifted(run: TaskRun, by: float) -> TaskRun:
-    steps = tuple((kind, name, a - by, b - by, rows, size) for kind, name, a, b, rows, size in run.steps)
-    return replace(run, start=run.start - by, end=run.end - by, steps=steps)
 
 
 def _by_label(runs: Sequence[TaskRun]) -> dict[str, list[TaskRun]]:

@@ -44,6 +44,11 @@ class TaskRun:
     def seconds(self) -> float:
         return self.end - self.start
 
+    def moved(self, by: float) -> TaskRun:
+        """The same run with its times (and its steps') `by` seconds earlier."""
+        steps = tuple((kind, name, a - by, b - by, rows, size) for kind, name, a, b, rows, size in self.steps)
+        return replace(self, start=self.start - by, end=self.end - by, steps=steps)
+
 
 @dataclass
 class Timeline:
@@ -70,7 +75,7 @@ class Timeline:
         return {worker: offset for worker, (_, offset) in best.items()}
 
     def peak_rss(self) -> dict[str, int]:
-        """Each worker's peak resident memory, bytes, as its last batch saw it."""
+        """Each worker's peak resident memory, bytes: the highest any of its batches reported."""
         peaks: dict[str, int] = {}
         for _, timing, _, _ in self._batches:
             peaks[timing.worker] = max(peaks.get(timing.worker, 0), timing.peak_rss)
@@ -82,11 +87,11 @@ class Timeline:
         offsets, zero = self.offsets(), self.started
         found: list[TaskRun] = []
         for tasks, timing, sent, _ in self._batches:
-            shift = offsets.get(timing.worker, 0.0) + zero
+            offset = offsets.get(timing.worker, 0.0)
             for task, (start, end, steps) in zip(tasks, timing.tasks):
-                moved = tuple((kind, name, a - shift, b - shift, rows, size) for kind, name, a, b, rows, size in steps)
-                found.append(TaskRun(task.key, task.label, task.chunk, task.source, timing.worker, timing.lane,
-                                     start - shift, end - shift, moved, queued=start - shift - (sent - zero)))
+                run = TaskRun(task.key, task.label, task.chunk, task.source, timing.worker, timing.lane, start, end,
+                              steps, queued=start - offset - sent)
+                found.append(run.moved(offset + zero))
         for tasks, why, sent, received in self._failures:
             found += [TaskRun(t.key, t.label, t.chunk, t.source, "", 0, sent - zero, received - zero, failed=why)
                       for t in tasks]
