@@ -44,6 +44,7 @@ class StageConfig(_Section):
     name: str
     uses: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     params: dict[str, Any] = {}
+    io_concurrency: PositiveInt | None = None  # run slices of each chunk at once on threads: the stage waits on I/O
 
 
 class SinkConfig(_Section):
@@ -202,7 +203,7 @@ def _build_stage(index: int, spec: StageConfig, base: Path, where: str = "stages
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"{key}: module {module_name!r} has no function {attr!r}")
-    stage = Stage(fn, spec.name, spec.params, spec.uses)
+    stage = Stage(fn, spec.name, spec.params, spec.uses, spec.io_concurrency)
     try:
         stage.check_params()
     except (TypeError, ValueError, KeyError) as exc:

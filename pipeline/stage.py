@@ -19,6 +19,7 @@ import pyarrow.compute  # noqa: F401 - for the doctest
 
 from pipeline.batch import FORMATS, convert, format_of
 from pipeline.reduction import Reduction
+from pipeline.waiting import in_slices
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +35,7 @@ class Stage:
     name: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
     uses: str = ""  # "module:function" when the stage came from a config, for messages
+    io_concurrency: int | None = None  # overrides the function's declared one (`declare(io_concurrency=)`)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -69,10 +71,20 @@ class Stage:
         declared = getattr(self.fn, "reads", None)
         return list(declared(**self.params) if callable(declared) else declared) if declared is not None else None
 
+    @property
+    def concurrency(self) -> int:
+        """How many slices of a chunk the stage runs on at once, on threads, because it waits on I/O (1: none)."""
+        return self.io_concurrency or getattr(self.fn, "io_concurrency", None) or 1
+
     def apply(self, batch: Any) -> Any:
         """Run the stage on one batch (a chunk, or the whole table for a reduction), converting the batch
-        to the stage's format first if needed."""
-        out = self.fn(convert(batch, self.batch), **self.params)
+        to the stage's format first if needed; a stage that waits runs on slices of it concurrently."""
+        data = convert(batch, self.batch)
+        if self.concurrency > 1:
+            slice_rows = getattr(self.fn, "io_slice_rows", None)
+            out = in_slices(lambda part: self.fn(part, **self.params), data, self.concurrency, slice_rows)
+        else:
+            out = self.fn(data, **self.params)
         if format_of(out) != self.batch:
             raise TypeError(f"stage returned {format_of(out)}, but declares batch format {self.batch!r}")
         return out
@@ -84,6 +96,10 @@ class Stage:
         except (TypeError, ValueError):  # builtins without a signature: nothing to check
             return
         signature.bind(None, **self.params)
+        if self.concurrency > 1 and (self.is_reduction or self.is_exchange or self.batch == "polars-lazy"):
+            raise ValueError("io_concurrency is for per-chunk stages over rows; this stage is a "
+                             + ("reduction" if self.is_reduction else "polars-lazy query" if self.batch == "polars-lazy"
+                                else "shuffle"))
         if self.is_reduction:
             self.reduction()
         if self.is_exchange:
@@ -99,10 +115,15 @@ def unique_name(base: str, taken: set[str]) -> str:
     return base if base not in taken else next(f"{base}_{i}" for i in range(2, 10_000) if f"{base}_{i}" not in taken)
 
 
-def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence[str]] | None = None):
+def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence[str]] | None = None,
+            io_concurrency: int | None = None, io_slice_rows: int | None = None):
     """Declare how a stage function works: the batch format it takes and returns, and the input columns it
     reads (a list, or a function of the stage's params). Declared reads let the source read only those
     columns when the pipeline ends in a reduction.
+
+    `io_concurrency=N` says the stage waits on I/O row by row (a web request per row, say): each chunk is cut
+    into N slices (or slices of `io_slice_rows` rows) that the function runs on at once, on threads inside the
+    worker, and the results are put back together in row order.
 
     >>> @declare(batch="arrow", reads=["fare"])
     ... def cheap(table): return table.filter(pa.compute.less(table["fare"], 10))
@@ -111,11 +132,16 @@ def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence
     """
     if batch not in FORMATS:
         raise ValueError(f"batch must be one of {', '.join(FORMATS)}, got {batch!r}")
+    for name, value in (("io_concurrency", io_concurrency), ("io_slice_rows", io_slice_rows)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.batch = batch  # type: ignore[attr-defined]
         if reads is not None:
             fn.reads = reads if callable(reads) else list(reads)  # type: ignore[attr-defined]
+        if io_concurrency is not None:
+            fn.io_concurrency, fn.io_slice_rows = io_concurrency, io_slice_rows  # type: ignore[attr-defined]
         return fn
 
     return mark
