@@ -95,7 +95,11 @@ class Stage:
             signature = inspect.signature(self.fn)
         except (TypeError, ValueError):  # builtins without a signature: nothing to check
             return
-        signature.bind(None, **self.params)
+        bound = signature.bind(None, **self.params)
+        check = getattr(self.fn, "check", None)
+        if callable(check):
+            bound.apply_defaults()
+            check(**dict(list(bound.arguments.items())[1:]))  # every param but the batch, defaults included
         if self.concurrency > 1 and (self.is_reduction or self.is_exchange or self.batch == "polars-lazy"):
             raise ValueError("io_concurrency is for per-chunk stages over rows; this stage is a "
                              + ("reduction" if self.is_reduction else "polars-lazy query" if self.batch == "polars-lazy"
@@ -116,7 +120,8 @@ def unique_name(base: str, taken: set[str]) -> str:
 
 
 def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence[str]] | None = None,
-            io_concurrency: int | None = None, io_slice_rows: int | None = None):
+            io_concurrency: int | None = None, io_slice_rows: int | None = None,
+            check: Callable[..., None] | None = None):
     """Declare how a stage function works: the batch format it takes and returns, and the input columns it
     reads (a list, or a function of the stage's params). Declared reads let the source read only those
     columns when the pipeline ends in a reduction.
@@ -124,6 +129,9 @@ def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence
     `io_concurrency=N` says the stage waits on I/O row by row (a web request per row, say): each chunk is cut
     into N slices (or slices of `io_slice_rows` rows) that the function runs on at once, on threads inside the
     worker, and the results are put back together in row order.
+
+    `check` is called with the stage's params (all of them, defaults included) when the pipeline is validated,
+    before any data is read, and raises ValueError for bad ones — so a config's mistake is named at once.
 
     >>> @declare(batch="arrow", reads=["fare"])
     ... def cheap(table): return table.filter(pa.compute.less(table["fare"], 10))
@@ -142,6 +150,8 @@ def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence
             fn.reads = reads if callable(reads) else list(reads)  # type: ignore[attr-defined]
         if io_concurrency is not None:
             fn.io_concurrency, fn.io_slice_rows = io_concurrency, io_slice_rows  # type: ignore[attr-defined]
+        if check is not None:
+            fn.check = check  # type: ignore[attr-defined]
         return fn
 
     return mark

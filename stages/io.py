@@ -27,6 +27,7 @@ import urllib3
 from urllib3.exceptions import (ConnectTimeoutError, HTTPError, LocationParseError, MaxRetryError,
                                 NameResolutionError, NewConnectionError, ReadTimeoutError)
 
+from pipeline.stage import declare
 from pipeline.waiting import map_ordered, worker_rate
 from stages._checks import require_columns
 
@@ -59,6 +60,14 @@ class Row(NamedTuple):
         return f"row {self.position} of the chunk, index {self.label!r}"
 
 
+def _check(column: object, **params: Any) -> None:
+    """The params' checks, when the pipeline is validated (before any data is read)."""
+    if not isinstance(column, str) or not column:
+        raise ValueError(f"fetch: column must be a column name, got {column!r}")
+    _check_params(**params)
+
+
+@declare(check=_check)
 def fetch(df: pd.DataFrame, column: str, output: str = "content", body: str = "text", concurrency: int = 16,
           timeout: float = 10.0, retries: int = 3, backoff: float = 0.1, rate: float | None = None,
           on_error: str = "raise", headers: Mapping[str, str] | None = None, base: str | None = None

@@ -154,6 +154,19 @@ def test_bad_params_are_named_before_any_request(server: str, params: dict, mess
 
 # --- from the CLI -----------------------------------------------------------------------------------------------
 
+def test_a_bad_param_in_a_config_is_named_by_validate_before_any_request(server: str, tmp_path: Path):
+    config = tmp_path / "job.toml"
+    pd.DataFrame({"url": [f"{server}/text/x"]}).to_parquet(tmp_path / "urls.parquet")
+    config.write_text(f'[source]\npath = "{tmp_path / "urls.parquet"}"\n[[stages]]\nname = "download"\n'
+                      'uses = "stages.io:fetch"\nparams = { column = "url", body = "html" }\n'
+                      f'[sink]\npath = "{tmp_path / "out"}"\n')
+    for command in ("validate", "run"):
+        result = spawned.run([PIPELINE, command, str(config)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert "stages[0].params (stage 'download'): fetch: body must be one of 'text', 'bytes', got 'html'" in result.stderr
+    assert stats(server)["requests"] == 0 and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("case", ["unreachable", "malformed", "timeout"])
 def test_a_bad_url_fails_the_run_with_one_clear_line(case: str, server: str, tmp_path: Path):
     bad, reason = {
