@@ -135,7 +135,7 @@ def run_plan(
         """A batch whose worker died: charge its task if it was proven to be the one running, then retry."""
         what = recover(exc) if recover is not None else None
         if timeline is not None:
-            why = str(exc).splitlines()[0] if what is None else "its worker died"
+            why = (str(exc).splitlines() or [type(exc).__name__])[0] if what is None else "its worker died"
             timeline.failed([plan.tasks[key] for key, _ in batch], why, started, time.time())
         if what is None:
             if isinstance(exc, StageError):

@@ -14,6 +14,10 @@ attempts (`[engine] retries`); a cluster by address counts with its own `allowed
   (`security`, from `[engine.security]`, gives the TLS client certificates);
 - `client=`: an existing `distributed.Client` (a notebook's), left open.
 
+On Ctrl-C the private cluster's workers kill the external programs their tasks started (`pipeline.children`),
+as on `processes`. On a cluster reached by address or client the run waits for its tasks in flight, whose
+programs end by themselves or at their timeout.
+
 Tasks travel as cloudpickle bytes (`_payload.Packer`): Dask's serializer does not honour modules registered
 with `cloudpickle.register_pickle_by_value` for nested objects, so the bytes are what carry a user's
 module to workers that cannot import it. Workers need only this framework installed.
@@ -40,10 +44,12 @@ from distributed.core import Status
 from distributed.deploy.cluster import Cluster
 from distributed.security import Security
 
+from pipeline import children
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed_batch
 from pipeline.engines._schedule import BatchSizer, Item, Lost, run_plan
-from pipeline.engines.local import DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, _main_hidden, children_ignore_sigint
+from pipeline.engines.local import (DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, WORKER_INTERRUPT, _main_hidden,
+                                    children_ignore_sigint, children_killed_on_interrupt, interrupt_processes)
 from pipeline.engines.memory import worker_limit
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.plan import Plan, Task
@@ -69,6 +75,15 @@ _NOT_OURS = ("Compute Failed", "Failed to communicate with scheduler during hear
 
 def _not_ours_to_show(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith(_NOT_OURS)
+
+
+class _ProgramsStoppable(distributed.WorkerPlugin):
+    """In the private cluster's workers: kill the external programs tasks started when the driver says the
+    run is interrupted (`WORKER_INTERRUPT`); the workers ignore Ctrl-C itself. Set up in the worker's main
+    thread, where its event loop runs, so the signal is handled while a task's thread waits on its program."""
+
+    def setup(self, worker: distributed.Worker) -> None:
+        children.on_signal(WORKER_INTERRUPT)
 
 
 class _PrivateCluster(distributed.LocalCluster):
@@ -97,6 +112,7 @@ class DaskEngine:
         self._client: distributed.Client | None = options.get("client")
         self._owns_client = self._client is None
         self._cluster: _PrivateCluster | None = None
+        self._interrupted = False  # the private cluster's workers kill every program they start, until resumed
         if self._client is not None and address is not None:
             raise ConfigError("engine: give the dask engine an address or a client, not both")
 
@@ -171,6 +187,7 @@ class DaskEngine:
             )
         client = distributed.Client(self._cluster, set_as_default=False)
         client.register_plugin(_QuietFailures(), name="pipeline-quiet-failures")
+        client.register_plugin(_ProgramsStoppable(), name="pipeline-programs-stoppable")
         return client
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
@@ -178,6 +195,9 @@ class DaskEngine:
         a lost worker is blamed and retried by the same rule. Each task's small result comes back as it
         finishes (see the module docstring) and goes to its dependents with them."""
         client = self._connect()
+        if self._interrupted:  # the last run was: its workers may start programs again
+            client.run(children.resume)
+            self._interrupted = False
         run_token = secrets.token_hex(6)  # two runs on one cluster must not share keys
         packer = Packer()  # the plan's shared objects (source, stages, sink) are pickled once per run
         sent = itertools.count()
@@ -207,7 +227,19 @@ class DaskEngine:
 
         in_flight = IN_FLIGHT_PER_WORKER * max(1, sum(client.nthreads().values()))
         # each Dask task costs a round trip through the scheduler: tiny tasks share one, as on `processes`
-        return run_plan(plan, submit, in_flight, on_done, recover, self.retries, BatchSizer())
+        try:
+            with children_killed_on_interrupt(self._interrupt_workers):
+                return run_plan(plan, submit, in_flight, on_done, recover, self.retries, BatchSizer())
+        except KeyboardInterrupt:
+            self._interrupted = self._cluster is not None
+            raise
+
+    def _interrupt_workers(self) -> None:
+        """On Ctrl-C: the private cluster's workers kill their programs (its nannies, in this process, know
+        their pids)."""
+        if self._cluster is not None:
+            processes = (getattr(nanny, "process", None) for nanny in list(self._cluster.workers.values()))
+            interrupt_processes(p.pid for p in processes if getattr(p, "pid", None))
 
     def _await_workers(self, client: distributed.Client) -> None:
         """After a worker died, wait (bounded) until a worker is ready to take a suspect: on the private

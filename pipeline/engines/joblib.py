@@ -12,6 +12,9 @@ With the default backend, loky, the plan does not go level by level: loky's reus
 the tasks in flight suspects, run again alone, `retries` counting only deaths while alone). Other backends
 run level by level and have no such recovery: threads cannot lose a worker, and a lost `multiprocessing`
 worker is that backend's own to report.
+
+On Ctrl-C, loky's workers (and, on the threading backend, this process) kill the external programs their
+tasks started (`pipeline.children`), as on `processes`, and the interrupted pool is shut down.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import joblib
-from joblib.externals.loky import get_reusable_executor
+from joblib.externals.loky import ProcessPoolExecutor, get_reusable_executor
 
+from pipeline import children
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed
 from pipeline.engines._schedule import BatchSizer, Lost, run_plan
-from pipeline.engines.local import DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, packed_submitter
+from pipeline.engines.local import (DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, WORKER_INTERRUPT,
+                                    children_killed_on_interrupt, interrupt_processes, packed_submitter)
 from pipeline.engines.memory import parse_size
 from pipeline.errors import ConfigError
 from pipeline.plan import Plan, Task
@@ -67,14 +72,32 @@ class JoblibEngine:
             raise ConfigError(
                 f"engine.backend: unknown joblib backend {self.backend!r}; registered: {', '.join(sorted(registered))}"
             )
+        self._pool: ProcessPoolExecutor | None = None  # loky's, as last handed out
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
         if self.backend == "loky":
-            executor = lambda: get_reusable_executor(max_workers=self.workers)  # noqa: E731 - a broken one is replaced
-            recover = lambda error: Lost() if isinstance(error, BrokenProcessPool) else None  # noqa: E731
-            in_flight = self.workers * IN_FLIGHT_PER_WORKER
-            return run_plan(plan, packed_submitter(executor), in_flight, on_done, recover, self.retries, BatchSizer())
-        return self._run_levels(plan, on_done)
+            return self._run_loky(plan, on_done)
+        with children_killed_on_interrupt():  # the threading backend's tasks run in this process
+            return self._run_levels(plan, on_done)
+
+    def _run_loky(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
+        recover = lambda error: Lost() if isinstance(error, BrokenProcessPool) else None  # noqa: E731
+        in_flight = self.workers * IN_FLIGHT_PER_WORKER
+        try:
+            with children_killed_on_interrupt(lambda: interrupt_processes(getattr(self._pool, "_processes", ()))):
+                return run_plan(plan, packed_submitter(self._loky), in_flight, on_done, recover, self.retries,
+                                BatchSizer())
+        except KeyboardInterrupt:  # its workers now kill every program they start: a later run gets new ones
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, kill_workers=True)
+            raise
+
+    def _loky(self) -> ProcessPoolExecutor:
+        """loky's reusable executor (a broken one is replaced), its workers set to kill their programs when
+        the run is interrupted."""
+        self._pool = get_reusable_executor(max_workers=self.workers, initializer=children.on_signal,
+                                           initargs=(WORKER_INTERRUPT,))
+        return self._pool
 
     def _run_levels(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
         last_use = {key: -1 for key in plan.tasks}

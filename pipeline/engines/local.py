@@ -4,6 +4,9 @@
 - threads: a thread pool (pandas and pyarrow release the GIL in much of their work);
 - processes: a pool of worker processes, the default. Tasks travel as cloudpickle bytes, so functions
   defined in a notebook, a script or a module next to the config reach workers that cannot import them.
+
+On Ctrl-C the external programs tasks started (`pipeline.children`) are killed, in the driver and, through
+`WORKER_INTERRUPT`, in the workers, so the tasks in flight, which the scheduler waits for, end at once.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from multiprocessing import context as mp_context
 from multiprocessing import popen_forkserver
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from pipeline import children
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed_batch
 from pipeline.engines._schedule import BatchSizer, InlineExecutor, Lost, Submit, call_batch, run_plan
@@ -33,6 +37,42 @@ from pipeline.plan import Plan, Task
 
 IN_FLIGHT_PER_WORKER = 2
 DEFAULT_RETRIES = 2  # per task, for lost workers only: a stage's own exception is never retried
+WORKER_INTERRUPT = signal.SIGUSR1  # the driver's word to a worker: the run is interrupted, kill your programs
+
+
+@contextlib.contextmanager
+def children_killed_on_interrupt(stop_workers: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Ctrl-C while the block runs first kills the external programs tasks started: this process's, and
+    the workers' through `stop_workers`; then it raises KeyboardInterrupt as usual. It must act in the signal
+    handler: the scheduler, on the way out, waits for the tasks in flight, and those are waiting for their
+    programs. Only in the main thread (where signals arrive), and only over Python's own handler."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    interrupted = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        interrupted = True
+        children.interrupt()
+        stop_workers()
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if interrupted:  # every task of the run has ended: programs may start again
+            children.resume()
+
+
+def interrupt_processes(pids: Iterable[int]) -> None:
+    """Tell worker processes (set up by `children.on_signal(WORKER_INTERRUPT)`) to kill their programs."""
+    for pid in list(pids):  # one step: a pool's own thread may change its workers meanwhile
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, WORKER_INTERRUPT)
 
 
 class _LocalEngine:
@@ -72,7 +112,11 @@ class _LocalEngine:
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
         in_flight = self.workers * IN_FLIGHT_PER_WORKER
-        return run_plan(plan, self._submitter(), in_flight, on_done, self._recover, self.retries, self._sizer())
+        with children_killed_on_interrupt(self._interrupt_workers):
+            return run_plan(plan, self._submitter(), in_flight, on_done, self._recover, self.retries, self._sizer())
+
+    def _interrupt_workers(self) -> None:
+        """On Ctrl-C: worker processes kill their programs (threads share the driver's, killed already)."""
 
     def close(self) -> None:
         if self._executor is not None:
@@ -182,9 +226,11 @@ def _tune_malloc() -> None:
 
 def _worker_init(threads: int) -> None:
     """In each worker: ignore Ctrl-C (it reaches the whole process group, and only the driver should act on
-    it); tune malloc; give Arrow's (and Polars') thread pools this worker's share of the cores, not every
-    core, so that N workers run N×share threads rather than N×cores threads fighting over the same cores."""
+    it) but kill its programs when the driver says the run is interrupted; tune malloc; give Arrow's (and
+    Polars') thread pools this worker's share of the cores, not every core, so that N workers run N×share
+    threads rather than N×cores threads fighting over the same cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    children.on_signal(WORKER_INTERRUPT)
     _tune_malloc()
     os.environ.setdefault("POLARS_MAX_THREADS", str(threads))  # read when Polars is first imported here
     import pyarrow
@@ -279,7 +325,14 @@ class ProcessesEngine(_LocalEngine):
         if self._warming is not None:
             self._warming.join()
             self._warming = None
-        return super().run(plan, on_done)
+        try:
+            return super().run(plan, on_done)
+        except KeyboardInterrupt:  # its workers now kill every program they start: a later run gets new ones
+            super().close()
+            raise
+
+    def _interrupt_workers(self) -> None:
+        interrupt_processes(self._worker_pids())
 
     def _submitter(self) -> Submit:
         return packed_submitter(self._executor_ready)
