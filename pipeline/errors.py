@@ -10,7 +10,9 @@ import linecache
 import os
 import traceback
 
-_FRAMEWORK_DIR = os.path.dirname(os.path.abspath(__file__))
+# The framework and its built-in stage library: frames in either are ours, not the user's, and are not shown.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_OURS = tuple(os.path.join(_ROOT, package) + os.sep for package in ("pipeline", "stages"))
 
 
 class PipelineError(Exception):
@@ -97,7 +99,7 @@ def _user_frames(exc: BaseException) -> list[Frame]:
         filename = frame.f_code.co_filename
         if filename.startswith("<") and "__file__" in frame.f_globals:
             filename = frame.f_globals["__file__"]
-        if not filename.startswith(_FRAMEWORK_DIR):
+        if not filename.startswith(_OURS):
             frames.append((filename, line, frame.f_code.co_name))
     return frames
 

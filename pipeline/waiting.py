@@ -33,9 +33,10 @@ def map_ordered(call: Callable[[T], R], items: Iterable[T], concurrency: int,
     paced = call if rate is None else _paced(call, rate)
     if concurrency == 1 or len(items) < 2:
         return [paced(item) for item in items]
+    failed = threading.Event()
     pool = ThreadPoolExecutor(min(concurrency, len(items)), thread_name_prefix="pipeline-io")
     try:
-        futures = [pool.submit(paced, item) for item in items]
+        futures = [pool.submit(_unless_failed, paced, item, failed) for item in items]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         if any(f.exception() is not None for f in done):
             for future in futures:
@@ -47,9 +48,25 @@ def map_ordered(call: Callable[[T], R], items: Iterable[T], concurrency: int,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _NotStarted(Exception):
+    """A call skipped because an earlier one failed."""
+
+
+def _unless_failed(call: Callable[[T], R], item: T, failed: threading.Event) -> R:
+    """`call(item)`, unless a call has failed already: the pool's threads stop taking calls at once, rather than
+    when the waiting thread wakes up to cancel them."""
+    if failed.is_set():
+        raise _NotStarted
+    try:
+        return call(item)
+    except BaseException:
+        failed.set()
+        raise
+
+
 def _raise_first(futures: Sequence[Future]) -> None:
     for future in futures:
-        if not future.cancelled() and future.exception() is not None:
+        if not future.cancelled() and not isinstance(future.exception(), (type(None), _NotStarted)):
             raise future.exception()  # type: ignore[misc]
 
 

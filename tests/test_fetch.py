@@ -188,6 +188,7 @@ def test_a_bad_url_fails_the_run_with_one_clear_line(case: str, server: str, tmp
 
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and str(ROOT / "pipeline") not in result.stderr  # no framework frames
+    assert len(result.stderr.strip().splitlines()) == 1  # nor the stage library's: one line
     line = result.stderr.splitlines()[0]
     assert line.startswith(f"error: stage 'download' failed on chunk 0 (input {source}")
     assert bad in line and reason in line and "(row 3 of the chunk, index 3)" in line
@@ -248,3 +249,23 @@ def test_no_thread_or_connection_is_left_after_a_fetch(server: str, fails: bool)
     port = int(server.rsplit(":", 1)[1])
     assert [c for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port] == []
     assert stats(server)["max_in_flight"] > 1  # the requests did run on the pool's threads
+
+
+# --- the example config ------------------------------------------------------------------------------------------
+
+def test_the_waiting_example_fetches_every_page_and_summarises_it_with_awk(tmp_path: Path):
+    """configs/waiting.toml as the README runs it, with the server on a free port and the output redirected."""
+    pages = ROOT / "configs" / "waiting" / "pages"
+    with slow_server.serving(delay=0.01, root=pages, idle_exit=120) as url:
+        result = spawned.run([PIPELINE, "run", str(ROOT / "configs" / "waiting.toml"), "--quiet",
+                              "--set", f'stages.0.params.base="{url}"', "--set", f'sink.path="{tmp_path / "out"}"'],
+                             capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert stats(url)["requests"] == len(list(pages.glob("*.txt")))
+    out = pd.read_parquet(tmp_path / "out").set_index("city").sort_index()
+    readings = {p.stem: [float(t) for t in p.read_text().split()] for p in pages.glob("*.txt")}
+    expected = pd.DataFrame({city: {"days": len(t), "mean_c": round(sum(t) / len(t), 2), "min_c": min(t),
+                                    "max_c": max(t)} for city, t in readings.items()}).T.sort_index()
+    assert list(out.index) == list(expected.index)
+    for column in expected.columns:
+        assert out[column].tolist() == pytest.approx(expected[column].astype(float).tolist(), abs=0.006), column
