@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="only the import-time budget of `pipeline run` on the taxi job")
     parser.add_argument("--recording", action="store_true",
                         help="the taxi job with the run's timeline recorded and not: what recording costs")
+    parser.add_argument("--waiting", action="store_true",
+                        help="stages that wait: 2,000 slow URLs fetched, and what the pipe stage costs per chunk")
     parser.add_argument("--run-one", metavar="SYSTEM", help=argparse.SUPPRESS)
     parser.add_argument("--run-tpch", metavar="SYSTEM", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -111,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench import data, recording
 
         recording.main(data.taxi(args.rows, args.files), args.workers, max(args.repeats, 5))
+        return 0
+    if args.waiting:
+        from bench import waiting
+
+        waiting.main(args.workers, args.repeats)
         return 0
     if args.s3:
         from bench import data, s3_read
