@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from pipeline import aggregate_arrow, aggregate_polars, aggregate_ranges
 from pipeline.aggregate_arrow import arrow_combine, arrow_partial
+from pipeline.aggregate_dense import dense_partial
 from pipeline.aggregate_polars import polars_partial
 from pipeline.batch import Batch, convert, format_of, is_decimal, pandas_dtype
 
@@ -118,10 +119,14 @@ class GroupAggregate:
     batch = "any"  # takes pandas, Arrow or Polars chunks as they come (see `partial`)
 
     def partial(self, df: Batch) -> AggState:
-        """The chunk's state. A Polars chunk is reduced by Polars; the common functions over numbers by Arrow
+        """The chunk's state. A Polars chunk is reduced by Polars; the common functions over numbers by numpy
+        where a pandas chunk's keys have few possible values (`aggregate_dense`), else by Arrow
         (`aggregate_arrow`); anything else by pandas."""
         if format_of(df) in ("polars", "polars-lazy"):
             return polars_partial(self, df)
+        by_numbers = dense_partial(self, df)
+        if by_numbers is not None:
+            return by_numbers
         by_arrow = arrow_partial(self, df)
         if by_arrow is not None:
             return by_arrow

@@ -14,6 +14,8 @@ import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,7 +35,7 @@ def arrow_partial(agg: "GroupAggregate", batch: Batch) -> "AggState | None":
     whose pandas semantics differ from Arrow's: categories, objects, booleans, times)."""
     from pipeline.aggregate import KEY, AggState
 
-    if any(fn not in FUNCTIONS for _, fn, _ in agg.aggs.values()):
+    if any(fn not in FUNCTIONS for _, fn, _ in agg.aggs.values()) or _pandas_key_not_plain(batch, agg.by):
         return None
     table = _table(batch, agg.columns)
     if table is None:
@@ -101,6 +103,15 @@ def _table(batch: Batch, columns: list[str]) -> pa.Table | None:
         except (pa.ArrowException, ValueError, TypeError):
             return None
     return None
+
+
+def _pandas_key_not_plain(batch: Batch, by: Sequence[str]) -> bool:
+    """Whether a pandas chunk has a key that will not convert to a plain key type (categories, booleans,
+    floats, times): then the chunk is not converted to Arrow at all, which would cost as much as the group-by."""
+    if format_of(batch) != "pandas":
+        return False
+    dtypes = [batch[c].dtype for c in by if c in batch.columns]
+    return any(isinstance(d, pd.CategoricalDtype) or (isinstance(d, np.dtype) and d.kind in "bfmM") for d in dtypes)
 
 
 def _is_number(kind: pa.DataType) -> bool:

@@ -67,7 +67,7 @@ def test_a_combined_state_pickles_to_its_own_size_not_its_parents_buffers():
     keys = np.arange(200_000) % 50_000
     df = pd.DataFrame({"k": keys, "v": np.ones(len(keys))})
     agg = GroupAggregate(by=["k"], aggs={"total": ["v", "sum"]})
-    parts = [agg.partial(df[i : i + 50_000]) for i in range(0, len(df), 50_000)]
+    parts = [agg.partial(pa.Table.from_pandas(df[i : i + 50_000])) for i in range(0, len(df), 50_000)]
     for state in [*parts, agg.combine(parts)]:
         assert isinstance(state.frame, pa.Table)
         assert len(pickle.dumps(state.frame, protocol=5)) < 2 * state.frame.nbytes
