@@ -421,20 +421,32 @@ def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     (sorted), where a plain concat would fall back to object."""
     if len(frames) == 1:
         return frames[0]
-    frames = [_with_categories(f, frames) for f in frames]
-    return pd.concat(frames)
+    first = frames[0]
+    levels = {name: _union_dtype([_level_dtype(f.index, name) for f in frames])
+              for name in (first.index.names or []) if name is not None
+              and isinstance(_level_dtype(first.index, name), pd.CategoricalDtype)}
+    columns = {name: _union_dtype([f[name].dtype for f in frames])
+               for name in first.columns if isinstance(first[name].dtype, pd.CategoricalDtype)}
+    return pd.concat([_with_categories(f, levels, columns) for f in frames])
 
 
-def _with_categories(frame: pd.DataFrame, frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+def _level_dtype(index: pd.Index, name: str) -> Any:
+    """The dtype of one key of an index, without materialising its values."""
+    return index.levels[index.names.index(name)].dtype if isinstance(index, pd.MultiIndex) else index.dtype
+
+
+def _with_categories(frame: pd.DataFrame, levels: dict[str, pd.CategoricalDtype],
+                     columns: dict[str, pd.CategoricalDtype]) -> pd.DataFrame:
+    """`frame` with its categorical keys and columns of the given categories (itself if they are already)."""
+    levels = {n: d for n, d in levels.items() if _level_dtype(frame.index, n) != d}
+    columns = {n: d for n, d in columns.items() if frame[n].dtype != d}
+    if not levels and not columns:
+        return frame
     frame = frame.copy(deep=False)
-    for name in [n for n in (frame.index.names or []) if n is not None]:
-        level = frame.index.get_level_values(name)
-        if isinstance(level.dtype, pd.CategoricalDtype):
-            dtype = _union_dtype([f.index.get_level_values(name).dtype for f in frames])
-            frame.index = _set_level(frame.index, name, level.astype(dtype))
-    for name in frame.columns:
-        if isinstance(frame[name].dtype, pd.CategoricalDtype):
-            frame[name] = frame[name].astype(_union_dtype([f[name].dtype for f in frames]))
+    for name, dtype in levels.items():
+        frame.index = _set_level(frame.index, name, frame.index.get_level_values(name).astype(dtype))
+    for name, dtype in columns.items():
+        frame[name] = frame[name].astype(dtype)
     return frame
 
 
