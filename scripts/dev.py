@@ -47,6 +47,14 @@ def ensure_env(extras: str) -> None:
     stamp.write_text(digest)
 
 
+def compile_project() -> None:
+    """Byte-compile the project's own packages, as installing a wheel does: an editable install relies on
+    Python writing them at first import, which PYTHONDONTWRITEBYTECODE (set on some machines) turns off, and
+    every command would compile them again. Quick when they are up to date."""
+    subprocess.run([str(BIN / "python"), "-m", "compileall", "-q", str(ROOT / "pipeline"), str(ROOT / "stages")],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
 def soak(python: str, env: dict[str, str], rest: list[str]) -> int:
     """Run the whole suite N times in a row while a busy loop keeps one core busy; stop at the first failure."""
     rounds = int(rest.pop(0)) if rest and rest[0].isdigit() else SOAK_ROUNDS
@@ -80,6 +88,7 @@ def main(argv: list[str]) -> int:
         return 2
     command, rest = argv[0], argv[1:]
     ensure_env(EXTRAS[command])
+    compile_project()
     python = str(BIN / "python")
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     if command == "flights":
