@@ -143,6 +143,8 @@ def declare(batch: str = "pandas", reads: Sequence[str] | Callable[..., Sequence
     for name, value in (("io_concurrency", io_concurrency), ("io_slice_rows", io_slice_rows)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    if io_slice_rows is not None and io_concurrency is None:
+        raise ValueError("io_slice_rows sizes the slices of a stage that declares io_concurrency; give both")
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.batch = batch  # type: ignore[attr-defined]

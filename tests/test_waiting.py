@@ -71,6 +71,10 @@ def test_config_key_sets_io_concurrency_and_refuses_it_on_a_reduction(tmp_path: 
 def test_declare_refuses_a_bad_io_concurrency(value):
     with pytest.raises(ValueError, match="io_concurrency must be a whole number"):
         declare(io_concurrency=value)
+    with pytest.raises(ValueError, match="io_slice_rows must be a whole number"):
+        declare(io_concurrency=2, io_slice_rows=value)
+    with pytest.raises(ValueError, match="give both"):
+        declare(io_slice_rows=10)
 
 
 @pytest.mark.parametrize("kind", ["pandas", "arrow", "polars"])
