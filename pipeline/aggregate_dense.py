@@ -66,7 +66,7 @@ def _key(column: pd.Series) -> Key | None:
     if isinstance(dtype, np.dtype) and dtype.kind in "iu":
         values = column.to_numpy()
         low, high = int(values.min()), int(values.max())
-        if high - low >= MOST_GROUPS:
+        if high - low >= MOST_GROUPS or high >= 2**63:  # (an unsigned 64-bit value would wrap in int64)
             return None
         return Key(values.astype(np.int64) - low, high - low + 1, dtype, low)
     return None

@@ -51,7 +51,7 @@ def test_dense_states_are_the_pandas_states(df: pd.DataFrame, by: list[str], mon
     pd.testing.assert_frame_equal(agg.finalize(state), agg.finalize(agg.partial(df)))
 
 
-@pytest.mark.parametrize("case", ["strings", "nullable ints", "first", "wide keys", "int values"])
+@pytest.mark.parametrize("case", ["strings", "nullable ints", "first", "wide keys", "int values", "huge unsigned"])
 def test_other_chunks_are_left_to_pandas_or_arrow(case: str):
     df = pd.DataFrame({"k": [1, 2, 2], "v": [1.0, 2.0, 3.0]})
     by, aggs = ["k"], {"s": ["v", "sum"]}
@@ -63,6 +63,8 @@ def test_other_chunks_are_left_to_pandas_or_arrow(case: str):
         aggs = {"s": ["v", "first"]}
     elif case == "wide keys":
         df["k"] = [0, MOST_GROUPS, 5]
+    elif case == "huge unsigned":
+        df["k"] = np.array([2**64 - 1, 2**64 - 2, 2**64 - 2], dtype=np.uint64)
     else:
         df["v"] = [1, 2, 3]
     assert dense_partial(GroupAggregate(by=by, aggs=aggs), df) is None
