@@ -18,33 +18,34 @@ from pipeline.io import FileSource
 from pipeline.waiting import Rate, in_slices, map_ordered
 
 SLICES = 4
+CHUNK_ROWS = 1000
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # cluster workers cannot import the tests
 
 
-def _shared(name: str, make):
-    """Per-process state for a stage shipped by value (its globals travel pickled; a lock cannot)."""
+def _barrier(chunk: int) -> threading.Barrier:
+    """The chunk's own barrier, in this process: per-process state for a stage shipped by value (its globals
+    travel pickled; a lock cannot), one per chunk, since the threads engine runs two chunks at once."""
     holder = sys.modules.setdefault("_test_waiting_state", types.ModuleType("_test_waiting_state"))
-    if not hasattr(holder, name):
-        setattr(holder, name, make())
-    return getattr(holder, name)
+    with holder.__dict__.setdefault("lock", threading.Lock()):
+        return holder.__dict__.setdefault(f"barrier-{chunk}", threading.Barrier(SLICES, timeout=60))
 
 
 @declare(io_concurrency=SLICES)
 def meet(df: pd.DataFrame) -> pd.DataFrame:
-    """Waits at a barrier of SLICES parties: passes only if SLICES slices of a chunk really run at once
-    (slices run one after another would break the barrier at its deadline and fail the stage)."""
-    barrier = _shared("barrier", lambda: threading.Barrier(SLICES, timeout=60))
-    barrier.wait()
+    """Waits at its chunk's barrier of SLICES parties: passes only if the SLICES slices of one chunk really
+    run at once (slices run one after another would break the barrier at its deadline and fail the stage)."""
+    _barrier(int(df["id"].iloc[0]) // CHUNK_ROWS).wait()
     return df.assign(twice=df["id"] * 2, thread=threading.get_ident())
 
 
 def test_io_concurrency_runs_slices_at_once_in_row_order_on_every_engine(engine, dataset: Path, table, tmp_path):
     # 6,000 rows in chunks of 1,000: every chunk is cut into 4 slices of 250 that meet at the barrier.
-    manifest = Pipeline().then(meet).run(FileSource(str(dataset), chunk_rows=1000), str(tmp_path / "out"), engine)
+    manifest = Pipeline().then(meet).run(FileSource(str(dataset), chunk_rows=CHUNK_ROWS), str(tmp_path / "out"),
+                                         engine)
     out = pd.read_parquet(tmp_path / "out")
     pd.testing.assert_series_equal(out["id"], table["id"].reset_index(drop=True))
     assert (out["twice"] == out["id"] * 2).all()
-    threads_per_chunk = out.groupby(out.index // 1000)["thread"].nunique()
+    threads_per_chunk = out.groupby(out.index // CHUNK_ROWS)["thread"].nunique()
     assert (threads_per_chunk == SLICES).all()
     assert manifest.rows == len(table)
 
