@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from functools import reduce
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,12 @@ def as_list(value: str | Iterable[str], stage: str, param: str) -> list[str]:
     if bad:
         raise ValueError(f"{stage}: {param} must contain column names, got {bad!r}")
     return names
+
+
+def is_number(value: object, allow_zero: bool) -> bool:
+    """A finite number (not a bool) above 0, or 0 too with `allow_zero`: timeouts, rates, waits."""
+    return (isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+            and (value > 0 or (allow_zero and value == 0)))
 
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], stage: str) -> None:

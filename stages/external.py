@@ -19,7 +19,6 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from numbers import Real
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,7 +28,7 @@ import pyarrow.json
 
 from pipeline import children
 from pipeline.stage import declare
-from stages._checks import as_list
+from stages._checks import as_list, is_number
 
 FORMATS = {"csv": "CSV with a header", "jsonl": "JSON lines", "arrow": "an Arrow IPC stream"}
 STDERR_LINES = 20  # of the program's stderr, in an error
@@ -82,7 +81,7 @@ def _checked(command: object, format: object, output_format: object, timeout: ob
     for name, value in (("format", format), ("output_format", output_format)):
         if value is not None and value not in FORMATS:
             raise ValueError(f"pipe: {name} must be one of {', '.join(FORMATS)}, got {value!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0:
+    if not is_number(timeout, allow_zero=False):
         raise ValueError(f"pipe: timeout must be a number of seconds above 0, got {timeout!r}")
     if env is not None and not (isinstance(env, Mapping)
                                 and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):

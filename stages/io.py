@@ -16,9 +16,7 @@ from __future__ import annotations
 import email.message
 import functools
 import logging
-import math
 from collections.abc import Callable, Hashable, Mapping
-from numbers import Real
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -29,7 +27,7 @@ from urllib3.exceptions import (ConnectTimeoutError, HTTPError, LocationParseErr
 
 from pipeline.stage import declare
 from pipeline.waiting import map_ordered, worker_rate
-from stages._checks import require_columns
+from stages._checks import is_number, require_columns
 
 BODIES = ("text", "bytes")
 ON_ERROR = ("raise", "null")
@@ -243,19 +241,14 @@ def _check_params(output: object, body: object, concurrency: object, timeout: ob
     for name, value, least in (("concurrency", concurrency, 1), ("retries", retries, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"fetch: {name} must be a whole number of at least {least}, got {value!r}")
-    if not _number(timeout, allow_zero=False):
+    if not is_number(timeout, allow_zero=False):
         raise ValueError(f"fetch: timeout must be a positive number of seconds, got {timeout!r}")
-    if not _number(backoff, allow_zero=True):
+    if not is_number(backoff, allow_zero=True):
         raise ValueError(f"fetch: backoff must be a number of seconds, 0 or more, got {backoff!r}")
-    if rate is not None and not _number(rate, allow_zero=False):
+    if rate is not None and not is_number(rate, allow_zero=False):
         raise ValueError(f"fetch: rate must be a positive number of requests per second, or left out, got {rate!r}")
     if headers is not None and not (isinstance(headers, Mapping)
                                     and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())):
         raise ValueError(f"fetch: headers must be a table of names to text values, got {headers!r}")
     if base is not None and _malformed(base):
         raise ValueError(f"fetch: base must be an http:// or https:// URL, got {base!r}: {_malformed(base)}")
-
-
-def _number(value: object, allow_zero: bool) -> bool:
-    return (isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-            and (value > 0 or (allow_zero and value == 0)))
