@@ -47,11 +47,11 @@ def ensure_env(extras: str) -> None:
     stamp.write_text(digest)
 
 
-def compile_project() -> None:
+def compile_project(python: str = str(BIN / "python")) -> None:
     """Byte-compile the project's own packages, as installing a wheel does: an editable install relies on
     Python writing them at first import, which PYTHONDONTWRITEBYTECODE (set on some machines) turns off, and
     every command would compile them again. Quick when they are up to date."""
-    subprocess.run([str(BIN / "python"), "-m", "compileall", "-q", str(ROOT / "pipeline"), str(ROOT / "stages")],
+    subprocess.run([python, "-m", "compileall", "-q", str(ROOT / "pipeline"), str(ROOT / "stages")],
                    check=True, stdout=subprocess.DEVNULL)
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from dev import compile_project
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = 0.9
@@ -99,9 +100,7 @@ if __name__ == "__main__":
 
 
 def main(data: str, workers: int, repeats: int) -> dict[str, float]:
-    # the framework as installed: byte-compiled, as a wheel install leaves it (an editable one may not be)
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "pipeline"), str(ROOT / "stages")],
-                   check=True, stdout=subprocess.DEVNULL)
+    compile_project(sys.executable)  # the framework as installed: byte-compiled, as a wheel install leaves it
     folder = Path(tempfile.mkdtemp(prefix="whole-process-"))
     try:
         (folder / "taxistages.py").write_text(STAGES)
