@@ -92,6 +92,7 @@ class GroupAggregate:
 
     by: Sequence[str] = ()
     aggs: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    partitions: int | None = None  # key ranges to combine in (see `partitioned_aggregate`); None: chosen
 
     def __post_init__(self) -> None:
         by = [self.by] if isinstance(self.by, str) else list(self.by or ())
@@ -99,6 +100,9 @@ class GroupAggregate:
             raise ValueError("'by' must be a list of column names (none for one row over the whole table)")
         if not isinstance(self.aggs, Mapping) or not self.aggs:
             raise ValueError("'aggs' must be a non-empty table: output = [column, function]")
+        if self.partitions is not None and (isinstance(self.partitions, bool) or not isinstance(self.partitions, int)
+                                            or self.partitions < 1):
+            raise ValueError(f"'partitions' must be a positive integer, got {self.partitions!r}")
         object.__setattr__(self, "by", tuple(by))
         object.__setattr__(self, "aggs", {out: _spec(out, spec) for out, spec in self.aggs.items()})
 

@@ -68,11 +68,15 @@ class Dataset:
         return Dataset(name or f"{self.name}⋈{other.name}", parent=self, right=other, join_spec=spec)
 
     def aggregate(self, by: str | Sequence[str] = (), aggs: Mapping[str, Sequence[Any]] | None = None,
-                  name: str = "aggregate") -> "Dataset":
-        """Group by `by` (none: one row over the whole table) and compute `aggs` exactly."""
+                  name: str = "aggregate", partitions: int | None = None) -> "Dataset":
+        """Group by `by` (none: one row over the whole table) and compute `aggs` exactly; `partitions`: key
+        ranges to combine the groups in (default: one per 8 million input rows, when known)."""
         from stages.analyze import aggregate
 
-        return self.then(aggregate, name=name, by=[by] if isinstance(by, str) else list(by), aggs=dict(aggs or {}))
+        params: dict[str, Any] = {"by": [by] if isinstance(by, str) else list(by), "aggs": dict(aggs or {})}
+        if partitions is not None:
+            params["partitions"] = partitions
+        return self.then(aggregate, name=name, **params)
 
     def top(self, k: int, by: str | Sequence[str], ascending: bool | Sequence[bool] = False) -> "Dataset":
         """The first `k` rows in `by` order (largest first by default), without sorting the whole table."""

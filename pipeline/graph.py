@@ -7,6 +7,7 @@ pending, so they fuse into whatever consumes them (a write, a partial, an exchan
     read(orders)                  → parts = the file chunks, no task yet
       .then(f)                    → the same parts, f pending
       .aggregate(...)             → partial per part + combine tree + finalize → one scratch part
+                  many rows       → partial per part, cut by key range → a part per range (partitioned_aggregate)
       .sort(...)                  → sample per part → boundaries → map per part → N partitions, sort pending
     a.join(b)   small side known  → b's parts written to scratch; a's parts with "join b" pending
                 otherwise         → both exchanged by hash of the keys into N; part p = join of partitions p
@@ -25,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline import partitioned_aggregate as ranged
 from pipeline import shuffle, tasks
 from pipeline.checkpoint import Checkpoint, fingerprints
 from pipeline.dataset import Dataset, Output
@@ -149,6 +151,9 @@ class GraphCompiler:
         return key
 
     def _reduce(self, upstream: Parts, reducer: Stage, name: str) -> Parts:
+        ranges = ranged.partitions_for(reducer, upstream.rows, len(upstream.chunks), MAX_PARTITIONS)
+        if ranges > 1:
+            return self._reduce_by_ranges(upstream, reducer, name, ranges)
         prefix = self._prefix(name)
         partials = self._each_part(upstream, prefix, "chunk", f"{reducer.name}:partial",
                                    tasks.partial_chunk, (reducer,))
@@ -159,6 +164,27 @@ class GraphCompiler:
         self.notes.append(f"{name}: {reducer.name} over {len(upstream.chunks)} part(s), combined {self.fan_in} at a time")
         source = ScratchSource(f"{name} ({reducer.name} result)")
         return Parts(name, source, tuple(ScratchSource.chunks(sink, [0])), after=(key,))
+
+    def _reduce_by_ranges(self, upstream: Parts, reducer: Stage, name: str, n: int) -> Parts:
+        """Each part's state cut into `n` key ranges; the result's part p is range p, combined and finalised."""
+        prefix = self._prefix(name)
+        folder = storage.join(self.scratch, prefix)
+        states = self._each_part(upstream, prefix, "state", f"{reducer.name}:partial", ranged.partial_state,
+                                 (reducer, folder))
+        cuts = f"{prefix}/boundaries"
+        self.tasks[cuts] = Task(cuts, ranged.boundaries, (reducer, n, *(Ref(k) for k in states)),
+                                f"{name}: {reducer.name}:boundaries")
+        splits = []
+        for chunk, state in zip(upstream.chunks, states):
+            key = f"{prefix}/split-{chunk.index:05d}"
+            self.tasks[key] = Task(key, ranged.split_state, (reducer, n, folder, chunk.index, Ref(cuts), Ref(state)),
+                                   f"{name}: {reducer.name}:split")
+            splits.append(key)
+        done = self._barrier(prefix, splits)
+        self.notes.append(f"{name}: {reducer.name} over {len(upstream.chunks)} part(s), combined in {n} key ranges")
+        source = ranged.StateSource(folder, tuple(c.index for c in upstream.chunks), reducer,
+                                 f"{name} ({reducer.name} result)")
+        return Parts(name, source, tuple(source.chunks(n)), after=(done,))
 
     def _exchange(self, upstream: Parts, spec: shuffle.Exchange, name: str, n: int | None = None) -> Parts:
         """Map every part into `n` partitions by `spec`; the result's part p is partition p. A key the

@@ -14,13 +14,16 @@ from pipeline.topk import TopK
 
 @reduction(GroupAggregate)
 def aggregate(
-    df: pd.DataFrame, by: Sequence[str] = (), aggs: Mapping[str, Sequence[Any]] | None = None
+    df: pd.DataFrame, by: Sequence[str] = (), aggs: Mapping[str, Sequence[Any]] | None = None,
+    partitions: int | None = None,
 ) -> pd.DataFrame:
     """Group `df` by the `by` columns and compute `aggs` (output = [column, function], or
     [column, "quantile", q] with q from 0 to 1); keys come back as columns. Without `by`, one row over the
     whole table, as `select sum(x), count(x) from t` gives: on no rows, counts, sizes, sums and nunique are 0,
     the rest missing. In a pipeline it runs as per-chunk partials combined in a tree, with the same result as
-    this whole-frame call.
+    this whole-frame call. In a graph of datasets, a keyed aggregate over many rows (or one given `partitions`)
+    is combined per range of keys instead, so no task holds every group; the result then comes in that many
+    parts, in key order.
 
     Functions: count, size, sum, mean, min, max, var, std, nunique, first, last, median, quantile. Median and
     quantile are exact, with pandas' linear interpolation (keyless: `Series.quantile`'s); they keep a count of
@@ -36,7 +39,7 @@ def aggregate(
        flights  p90
     0        3  9.5
     """
-    return GroupAggregate(by, aggs or {}).apply(df)
+    return GroupAggregate(by, aggs or {}, partitions).apply(df)
 
 
 @reduction(TopK)

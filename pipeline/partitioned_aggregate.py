@@ -1,0 +1,224 @@
+"""A keyed aggregate over much data, combined per range of keys instead of in one tree, so no task holds
+every group: memory is bounded by a partition's groups, however many groups there are in all.
+
+    part i ─ read+stages+partial ─▶ state-i.pickle, and a sample of its keys ─┐
+                                             boundaries: n-1 keys cutting the samples evenly ◀─┘
+    state-i ─ cut by key range ─▶ split-i.pickle (n pieces, an offset table first)
+    partition p ◀─ piece p of every split, combined in part order, finalised ─▶ later stages ─▶ ...
+
+Ranges rather than hashes: partitions in order then hold the groups in pandas' sorted order, as the tree's
+one result does. Pieces are combined in part order, so `first` and `last` stay exact, and every group's
+distinct values and value counts (nunique, median, quantile) are all in its one partition.
+
+The tree (`plan.add_tree`) stays for inputs of up to `ROWS_PER_PARTITION` rows, where one task holding
+every group costs less than the extra step; `aggregate(..., partitions=N)` asks for N partitions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import struct
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from pipeline import aggregate_polars, tasks, trace
+from pipeline import exchange as kernel
+from pipeline.aggregate import AggState, GroupAggregate
+from pipeline.checkpoint import Checkpoint
+from pipeline.errors import PipelineError, StageError
+from pipeline.io import storage
+from pipeline.io.chunk import Chunk, Piece
+from pipeline.io.source import Source
+from pipeline.stage import Stage
+
+ROWS_PER_PARTITION = 8_000_000  # input rows per partition when the count is chosen: a bound on its groups
+SAMPLE_PER_STATE = 256  # keys each part's state contributes to the boundaries
+_HEADER = struct.Struct("<Q")  # a split file starts with the length of its JSON offset table
+
+
+def partitions_for(reducer: Stage, rows: int | None, parts: int, most: int) -> int:
+    """How many key ranges (at most `most`) to combine a reduction in: 1 (the tree) unless it is a keyed
+    aggregate over more than one part, of more than `ROWS_PER_PARTITION` input rows known before running,
+    or the aggregate asks for a number."""
+    agg = reducer.reduction()
+    if not isinstance(agg, GroupAggregate) or not agg.by or parts < 2:
+        return 1
+    if agg.partitions is not None:
+        return min(agg.partitions, most)
+    if rows is None:
+        return 1
+    return max(1, min(parts, most, math.ceil(rows / ROWS_PER_PARTITION)))
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """Where a part's state was written, and a sample of its keys: small, so it travels to the planner."""
+
+    path: str
+    sample: pa.Table
+    groups: int
+
+
+def partial_state(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage, folder: str,
+                  checkpoint: Checkpoint | None, *after: Any) -> StateFile:
+    """Read one part, run its stages, reduce it to its state; write the state to the scratch folder."""
+    partial = tasks.partial_chunk(source, chunk, stages, reducer)
+    agg: GroupAggregate = reducer.reduction()
+    started = time.perf_counter()
+    try:
+        state = _pandas_or_arrow(agg, partial.value)
+        keys = _keys(agg, state.frame)
+        sample = kernel.sample_keys(keys, agg.keys, SAMPLE_PER_STATE)
+    except Exception as exc:
+        raise StageError.from_exception(exc, reducer.name, chunk.index, chunk.label) from None
+    path = storage.join(folder, f"state-{chunk.index:05d}.pickle")
+    size = _write(path, [pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)])
+    trace.record("exchange", "state", time.perf_counter() - started, keys.num_rows, size)
+    result = StateFile(path, sample, keys.num_rows)
+    if checkpoint is not None:
+        checkpoint.save(result)
+    return result
+
+
+def boundaries(reducer: Stage, n: int, *states: StateFile) -> pa.Table:
+    """The n-1 key rows that cut the sampled keys into n ranges of about equal size."""
+    agg: GroupAggregate = reducer.reduction()
+    samples = [s.sample for s in states if s.sample.num_rows] or [states[0].sample]
+    return kernel.choose_boundaries(samples, agg.keys, [True] * len(agg.keys), n)
+
+
+def split_state(reducer: Stage, n: int, folder: str, index: int, cuts: pa.Table, state: StateFile) -> str:
+    """Cut one part's state into its n key ranges, written as one file of n pieces; returns its path."""
+    agg: GroupAggregate = reducer.reduction()
+    started = time.perf_counter()
+    whole: AggState = pickle.loads(_read_piece(state.path, 0))
+    try:
+        pieces = _cut(agg, whole, n, cuts)
+    except Exception as exc:
+        raise StageError.from_exception(exc, reducer.name, index, state.path) from None
+    path = split_path(folder, index)
+    size = _write(path, [pickle.dumps(piece, protocol=pickle.HIGHEST_PROTOCOL) for piece in pieces])
+    trace.record("exchange", "split", time.perf_counter() - started, state.groups, size)
+    return path
+
+
+@dataclass(frozen=True)
+class StateSource:
+    """One key range of a partitioned aggregate per chunk: its piece of every part's state, combined and
+    finalised into the aggregate's rows for that range."""
+
+    folder: str
+    parts: tuple[int, ...]  # the chunk index of every part whose state was split
+    reducer: Stage
+    name: str
+    columns: Sequence[str] | None = None
+    trace_kind = None  # records its own read and reduce spans
+
+    def describe(self) -> str:
+        return self.name
+
+    def read(self, chunk: Chunk) -> pd.DataFrame:
+        started = time.perf_counter()
+        pieces = [pickle.loads(_read_piece(split_path(self.folder, part), chunk.index)) for part in self.parts]
+        trace.record("exchange read", "read", time.perf_counter() - started)
+        started = time.perf_counter()
+        agg: GroupAggregate = self.reducer.reduction()
+        try:
+            frame = agg.finalize(agg.combine(pieces))
+        except Exception as exc:
+            raise StageError.from_exception(exc, self.reducer.name, chunk.index, chunk.label) from None
+        trace.record("reduce", self.reducer.name, time.perf_counter() - started, len(frame))
+        return frame
+
+    def chunks(self, partitions: int) -> list[Chunk]:
+        return [Chunk(p, (Piece(f"{self.name}, key range {p}"),)) for p in range(partitions)]
+
+
+def split_path(folder: str, part: int) -> str:
+    return storage.join(folder, f"split-{part:05d}.pickle")
+
+
+def _pandas_or_arrow(agg: GroupAggregate, state: AggState) -> AggState:
+    """A Polars-computed state as the pandas one (its frame is cut by rows like any other)."""
+    if isinstance(state.frame, (pd.DataFrame, pa.Table)):
+        return state
+    return AggState(aggregate_polars.as_pandas(agg, [state.frame])[0], state.distinct, state.counts)
+
+
+def _keys(agg: GroupAggregate, frame: pd.DataFrame | pa.Table) -> pa.Table:
+    """A state frame's key columns as an Arrow table (a pandas state keeps them in its index)."""
+    if isinstance(frame, pa.Table):
+        return frame.select(list(agg.keys))
+    return _arrow({k: frame.index.get_level_values(k) for k in agg.keys})
+
+
+def _arrow(columns: dict[str, Any]) -> pa.Table:
+    return pa.table({name: pa.array(values, from_pandas=True) for name, values in columns.items()})
+
+
+def _cut(agg: GroupAggregate, state: AggState, n: int, cuts: pa.Table) -> list[AggState]:
+    """The state's groups in each of the n key ranges `cuts` bounds (its distinct and count tables too)."""
+    keys, up = list(agg.keys), [True] * len(agg.keys)
+
+    def ids(table: pa.Table) -> np.ndarray:
+        if table.num_rows == 0 or cuts.num_rows == 0:
+            return np.zeros(table.num_rows, dtype=np.int64)
+        return kernel.range_partitions(table, keys, up, cuts)
+
+    def rows(frame: Any, where: np.ndarray) -> Any:
+        return frame.filter(pa.array(where)) if isinstance(frame, pa.Table) else frame[where]
+
+    frame_ids = ids(_keys(agg, state.frame))
+    distinct_ids = {c: ids(_arrow({k: t[k] for k in keys})) for c, t in state.distinct.items()}
+    count_ids = {c: ids(_arrow({k: t[k] for k in keys})) for c, t in state.counts.items()}
+    return [AggState(rows(state.frame, frame_ids == p),
+                     {c: t[distinct_ids[c] == p] for c, t in state.distinct.items()},
+                     {c: t[count_ids[c] == p] for c, t in state.counts.items()}) for p in range(n)]
+
+
+def _write(path: str, blobs: Sequence[bytes]) -> int:
+    """Blobs as one file: the JSON list of their start offsets (after the header), then the blobs. Written
+    whole or not at all: a temporary name then a rename, or one PUT on object storage."""
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).tolist()
+    table = json.dumps(offsets).encode()
+    data = b"".join([_HEADER.pack(len(table)), table, *blobs])
+    if not storage.is_local(path):
+        return storage.put(path, data)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(temporary, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return len(data)
+
+
+def _read_piece(path: str, index: int) -> bytes:
+    """Blob `index` of a file `_write` made: the header, the offset table, then only that blob's bytes."""
+    try:
+        if storage.is_local(path):
+            handle: Any = open(path, "rb")
+        else:
+            fs, inner = storage.object_fs(path)
+            handle = fs.open_input_file(inner)
+        with handle:
+            (length,) = _HEADER.unpack(handle.read(_HEADER.size))
+            offsets = json.loads(handle.read(length))
+            handle.seek(_HEADER.size + length + offsets[index])
+            return handle.read(offsets[index + 1] - offsets[index])
+    except (OSError, ValueError, IndexError) as exc:
+        raise PipelineError(f"{path}: cannot read piece {index} of an aggregate's state ({exc})") from None
