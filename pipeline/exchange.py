@@ -11,22 +11,27 @@ on the process or its hash seed.
                    (partition 2 of map-0, then of map-1, each in row order)
 
     exchange/map-0.arrow
-    +------------------------------------------------------+
-    | schema metadata {"exchange.batches": [0, 2, 2, 3]}   |
-    | batch 0, batch 1   partition 0, rows in input order  |
-    | (no batch)         partition 1                       |
-    | batch 2            partition 2                       |
-    +------------------------------------------------------+
+    +---------------------------------------------------------------+
+    | Arrow IPC stream: schema, batch, batch   partition 0, in order |
+    | Arrow IPC stream: schema                 partition 1 (empty)   |
+    | Arrow IPC stream: schema, batch          partition 2           |
+    | footer: where each stream starts (int64 × n+1), n, magic       |
+    +---------------------------------------------------------------+
+
+A stream per partition, not one IPC file: a reduce task opens every map file for its one partition, and an
+IPC file's footer lists every batch of every partition, which costs more to parse than the partition's own
+stream does to read.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +44,8 @@ BATCH_ROWS = 65_536  # a reader can go through a big partition in pieces of at m
 BATCH_BYTES = 4 * 1024**2  # ...or about this many bytes
 # times to microseconds, dates to days: (multiply by, then divide by)
 _COMMON_UNIT = {"s": (10**6, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000), None: (1, 1), "date64": (1, 86400000)}
-INDEX_KEY = b"exchange.batches"  # schema metadata: first batch of each partition, then the batch count
+MAGIC = b"PXMAP001"  # the last bytes of a map file
+_FOOTER = 16  # the partition count (int64), then MAGIC
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _PLAIN = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
 _TEXT = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary,
@@ -241,21 +247,19 @@ def _column_rank(column: pa.ChunkedArray, ascending: bool) -> np.ndarray:
 
 def write_map_output(path: str, table: pa.Table, partitions: np.ndarray, n: int) -> MapOutput:
     """Write `table`'s rows grouped by partition, each partition's rows in their original order (a later
-    stable sort relies on it), into one Arrow IPC file at `path`, replacing any earlier attempt at once.
-    The index lives in the schema metadata rather than a sidecar: one file, one atomic rename, and a reader
-    gets it with the schema it has to read anyway."""
+    stable sort relies on it), into one file at `path` (see the module docstring), replacing any earlier
+    attempt at once."""
     partitions = np.asarray(partitions, dtype=np.int64)
     if len(partitions) != table.num_rows or (len(partitions) and not 0 <= partitions.min() <= partitions.max() < n):
         raise ValueError(f"need one partition id in 0..{n - 1} per row")
-    order = np.argsort(partitions, kind="stable")
+    narrow = np.uint16 if n <= 1 << 16 else np.int64  # a stable sort of 16-bit numbers is a radix sort
+    order = np.argsort(partitions.astype(narrow), kind="stable")
     plain = _without_views(table.replace_schema_metadata(None))
-    grouped = plain.take(order).unify_dictionaries()  # an IPC file holds one dictionary per column
+    grouped = plain.take(order).unify_dictionaries()  # one dictionary per column in every stream
     rows = np.bincount(partitions, minlength=n)
     starts = np.concatenate([[0], np.cumsum(rows)])
     pieces = [_pieces(grouped.slice(starts[p], rows[p])) for p in range(n)]
-    first = np.concatenate([[0], np.cumsum([len(piece) for piece in pieces])])
-    schema = grouped.schema.with_metadata({INDEX_KEY: json.dumps(first.tolist())})
-    _write_atomically(path, schema, [batch for piece in pieces for batch in piece])
+    _write_atomically(path, grouped.schema, pieces)
     return MapOutput(path, rows.tolist(), [sum(batch.nbytes for batch in piece) for piece in pieces])
 
 
@@ -266,22 +270,31 @@ def _pieces(part: pa.Table) -> list[pa.RecordBatch]:
     return [batch for batch in part.to_batches(max_chunksize=size) if batch.num_rows]
 
 
-def _write_atomically(path: str, schema: pa.Schema, batches: list[pa.RecordBatch]) -> None:
+def _write_streams(sink: pa.NativeFile, schema: pa.Schema, pieces: list[list[pa.RecordBatch]]) -> None:
+    """A stream per partition, then the footer."""
+    starts = []
+    for piece in pieces:
+        starts.append(sink.tell())
+        with pa.ipc.new_stream(sink, schema) as writer:
+            for batch in piece:
+                writer.write_batch(batch)
+    starts.append(sink.tell())
+    sink.write(np.asarray(starts, dtype="<i8").tobytes() + struct.pack("<q", len(pieces)) + MAGIC)
+
+
+def _write_atomically(path: str, schema: pa.Schema, pieces: list[list[pa.RecordBatch]]) -> None:
     """Readers see the old file or the new, never a torn one; the temporary name is unique so two attempts
     of one task never write into each other. No fsync: the files only need to outlive a killed process.
     On object storage the file is one PUT: an object is whole or absent, and a retry replaces it."""
     if not storage.is_local(path):
         buffer = pa.BufferOutputStream()
-        with pa.ipc.new_file(buffer, schema) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
+        _write_streams(buffer, schema, pieces)
         storage.put(path, buffer.getvalue())
         return
     temporary = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     try:
-        with pa.OSFile(temporary, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for batch in batches:
-                writer.write_batch(batch)
+        with pa.OSFile(temporary, "wb") as sink:
+            _write_streams(sink, schema, pieces)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -306,26 +319,31 @@ def partition_sizes(outputs: Sequence[MapOutput], n: int) -> tuple[list[int], li
 
 
 def _file_part(path: str, partition: int) -> pa.Table:
-    """One file's rows of `partition`, memory-mapped: this reads only the file's footer and the batches'
-    headers; their pages are read when used, and stay valid after the file handle is closed. On object
-    storage, ranged reads of the footer and of this partition's batches only."""
-    if not storage.is_local(path):
-        fs, inner = storage.object_fs(path)
-        source = fs.open_input_file(inner)
+    """One file's rows of `partition`. Locally memory-mapped: only the footer and this partition's stream are
+    touched, and the rows stay valid after the file is closed (or replaced by a retry). On object storage,
+    ranged reads of the footer and of this partition's stream only."""
+    if storage.is_local(path):
+        with pa.memory_map(path) as source:
+            whole = source.read_buffer()
+        start, end = _stream_range(whole.size, lambda at, size: whole.slice(at, size), path, partition)
+        stream = whole.slice(start, end - start)
     else:
-        source = pa.memory_map(path)
-    with source:
-        reader = pa.ipc.open_file(source)
-        batches = [reader.get_batch(i) for i in _batch_range(reader, path, partition)]
-        return pa.Table.from_batches(batches, schema=reader.schema).replace_schema_metadata(None)
+        fs, inner = storage.object_fs(path)
+        with fs.open_input_file(inner) as source:
+            start, end = _stream_range(source.size(), lambda at, size: source.read_at(size, at), path, partition)
+            stream = source.read_at(end - start, start)
+    with pa.ipc.open_stream(stream) as reader:
+        return reader.read_all().replace_schema_metadata(None)
 
 
-def _batch_range(reader: pa.ipc.RecordBatchFileReader, path: str, partition: int) -> range:
-    """Numbers of the batches holding `partition`, from the index in the file's schema metadata."""
-    metadata = reader.schema.metadata or {}
-    if INDEX_KEY not in metadata:
+def _stream_range(size: int, read_at: Callable[[int, int], Any], path: str, partition: int) -> tuple[int, int]:
+    """Where `partition`'s stream starts and ends in a map file of `size` bytes, from the file's footer;
+    `read_at(offset, nbytes)` reads the file."""
+    tail = bytes(read_at(size - _FOOTER, _FOOTER)) if size >= _FOOTER else b""
+    if tail[8:] != MAGIC:
         raise ValueError(f"{path} is not a map output file (no partition index)")
-    first = json.loads(metadata[INDEX_KEY])
-    if not 0 <= partition < len(first) - 1:
-        raise ValueError(f"{path} has partitions 0..{len(first) - 2}, not {partition}")
-    return range(first[partition], first[partition + 1])
+    (n,) = struct.unpack("<q", tail[:8])
+    if not 0 <= partition < n:
+        raise ValueError(f"{path} has partitions 0..{n - 1}, not {partition}")
+    starts = np.frombuffer(bytes(read_at(size - _FOOTER - 8 * (n + 1) + 8 * partition, 16)), dtype="<i8")
+    return int(starts[0]), int(starts[1])
