@@ -258,14 +258,15 @@ def write_map_output(path: str, table: pa.Table, partitions: np.ndarray, n: int)
     grouped = plain.take(order).unify_dictionaries()  # one dictionary per column in every stream
     rows = np.bincount(partitions, minlength=n)
     starts = np.concatenate([[0], np.cumsum(rows)])
-    pieces = [_pieces(grouped.slice(starts[p], rows[p])) for p in range(n)]
+    row_bytes = grouped.nbytes / max(grouped.num_rows, 1)  # the sizes of slices, estimated once: measuring
+    pieces = [_pieces(grouped.slice(starts[p], rows[p]), row_bytes) for p in range(n)]  # each costs more
     _write_atomically(path, grouped.schema, pieces)
-    return MapOutput(path, rows.tolist(), [sum(batch.nbytes for batch in piece) for piece in pieces])
+    return MapOutput(path, rows.tolist(), [round(r * row_bytes) for r in rows.tolist()])
 
 
-def _pieces(part: pa.Table) -> list[pa.RecordBatch]:
+def _pieces(part: pa.Table, row_bytes: float) -> list[pa.RecordBatch]:
     """One partition's rows as batches of at most BATCH_ROWS rows and about BATCH_BYTES, evenly sized."""
-    count = max(math.ceil(part.num_rows / BATCH_ROWS), math.ceil(part.nbytes / BATCH_BYTES), 1)
+    count = max(math.ceil(part.num_rows / BATCH_ROWS), math.ceil(part.num_rows * row_bytes / BATCH_BYTES), 1)
     size = max(math.ceil(part.num_rows / count), 1)
     return [batch for batch in part.to_batches(max_chunksize=size) if batch.num_rows]
 
