@@ -31,6 +31,7 @@ from pipeline.join import JoinSpec, join_tables
 from pipeline.lookup_join import SmallSide, matched_rows
 
 BROADCAST_ROWS = 250_000  # a side known to be at most this big is sent whole to every task of the other
+LOOKUP_ROWS = 2_000_000  # ... or this big, with one integer key: each worker indexes it once, parts look up
 _KEPT = 2  # broadcast sides each worker process keeps
 _SIDES: OrderedDict[tuple[str, ...], SmallSide] = OrderedDict()
 _SIDES_LOCK = threading.Lock()
@@ -42,8 +43,11 @@ def broadcastable(spec: JoinSpec) -> tuple[str, ...]:
             "right": ("left",), "full": ()}[spec.how]
 
 
-def small_side(spec: JoinSpec, left_rows: int | None, right_rows: int | None) -> str | None:
-    """The side to broadcast: as the join asks, else the smaller side known to be small enough."""
+def small_side(spec: JoinSpec, left_rows: int | None, right_rows: int | None,
+               left_key: pa.DataType | None = None, right_key: pa.DataType | None = None) -> str | None:
+    """The side to broadcast: as the join asks, else the smaller side known to be small enough: up to
+    BROADCAST_ROWS rows, or up to LOOKUP_ROWS when its one key is an integer (known from its schema: the probe
+    is then a lookup, `pipeline.lookup_join`) and the other side is known to be at least twice as big."""
     allowed = broadcastable(spec)
     if spec.strategy == "shuffle" or not allowed:
         return None
@@ -51,6 +55,11 @@ def small_side(spec: JoinSpec, left_rows: int | None, right_rows: int | None) ->
     if spec.strategy == "broadcast":
         return min(allowed, key=lambda side: rows[side] if rows[side] is not None else float("inf"))
     known = [side for side in allowed if rows[side] is not None and rows[side] <= BROADCAST_ROWS]
+    if not known and len(spec.left_on) == 1:
+        keys, other = {"left": left_key, "right": right_key}, {"left": right_rows, "right": left_rows}
+        known = [side for side in allowed if rows[side] is not None and rows[side] <= LOOKUP_ROWS
+                 and keys[side] is not None and pa.types.is_integer(keys[side])
+                 and other[side] is not None and other[side] >= 2 * rows[side]]
     return min(known, key=lambda side: rows[side]) if known else None
 
 

@@ -1,9 +1,11 @@
 """A broadcast probe by lookup (`pipeline.lookup_join`) gives the hash join's rows for every kind of join it
-answers, null keys and keys of other integer widths included, and declines what it cannot answer."""
+answers, null keys, repeated keys and keys of other integer widths included, and declines what it cannot
+answer."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -51,10 +53,49 @@ def test_small_left_side_gives_the_hash_joins_rows(how: str):
 def test_declines_what_a_lookup_cannot_answer():
     small, big = _tables(1)
     spec = JoinSpec.of(left_on="ref", right_on="id")
-    repeated = pa.table({"id": pa.array([1, 1, 2], pa.int64())})
-    assert matched_rows(SmallSide(repeated), big, spec, small_is_left=False) is None  # keys not unique
     named = pa.table({"id": ["a", "b"]})
     assert matched_rows(SmallSide(named), big.set_column(0, "ref", pa.array(["a"] * 300)), spec, False) is None
     two_keys = JoinSpec.of(left_on=["ref", "v"], right_on=["id", "v"])
     assert matched_rows(SmallSide(small), big, two_keys, small_is_left=False) is None
     assert matched_rows(SmallSide(small), big, JoinSpec.of(left_on="id", right_on="ref", how="full"), True) is None
+
+
+def _repeated(seed: int) -> tuple[pa.Table, pa.Table]:
+    """A small side whose keys repeat (0 to 4 times each) and are sometimes null."""
+    rng = np.random.default_rng(seed)
+    keys = np.repeat(rng.permutation(np.arange(0, 30)), rng.integers(0, 5, 30))
+    nulls = rng.random(len(keys)) < 0.1
+    small = pa.table({"id": pa.array(keys, pa.int16(), mask=nulls), "w": np.arange(len(keys), dtype=np.int64)})
+    big = pa.table({"ref": pa.array(rng.integers(-3, 35, 200), pa.int64(), mask=rng.random(200) < 0.1),
+                    "v": np.arange(200, dtype=np.int64)})
+    return small, big
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("how", ["inner", "left", "semi", "anti"])
+def test_repeated_small_side_keys_give_the_hash_joins_rows(how: str, seed: int):
+    small, big = _repeated(seed)
+    assert small.column("id").null_count and len(set(small.column("id").to_pylist())) < small.num_rows
+    spec = JoinSpec.of(left_on="ref", right_on="id", how=how)
+    side = SmallSide(small)
+    rows = matched_rows(side, big, spec, small_is_left=False)
+    assert rows is not None and not isinstance(side.index("id"), pd.Index)  # the sorted lookup answered
+    assert _sorted(join_tables(big, small, spec, rows)) == _sorted(join_tables(big, small, spec))
+
+
+@pytest.mark.parametrize("how", ["inner", "right"])
+def test_repeated_keys_on_a_small_left_side_give_the_hash_joins_rows(how: str):
+    small, big = _repeated(11)
+    spec = JoinSpec.of(left_on="id", right_on="ref", how=how)
+    rows = matched_rows(SmallSide(small), big, spec, small_is_left=True)
+    assert rows is not None
+    assert _sorted(join_tables(small, big, spec, rows)) == _sorted(join_tables(small, big, spec))
+
+
+def test_a_small_side_of_only_null_keys_matches_nothing():
+    small = pa.table({"id": pa.array([None, None], pa.int64())})
+    big = pa.table({"ref": pa.array([1, None], pa.int64())})
+    for how, expected in (("inner", 0), ("left", 2), ("semi", 0), ("anti", 2)):
+        spec = JoinSpec.of(left_on="ref", right_on="id", how=how)
+        rows = matched_rows(SmallSide(small), big, spec, small_is_left=False)
+        assert join_tables(big, small, spec, rows).num_rows == expected == join_tables(big, small, spec).num_rows
