@@ -7,10 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from pipeline import joining
+from pipeline.dataset import Output, read
+from pipeline.graph_run import describe
+from pipeline.io import MemorySink
 from pipeline.join import JoinSpec, join_tables
 from pipeline.lookup_join import SmallSide, matched_rows
+from stages.transform import select
 
 
 def _sorted(table: pa.Table) -> list[tuple]:
@@ -99,3 +105,38 @@ def test_a_small_side_of_only_null_keys_matches_nothing():
         spec = JoinSpec.of(left_on="ref", right_on="id", how=how)
         rows = matched_rows(SmallSide(small), big, spec, small_is_left=False)
         assert join_tables(big, small, spec, rows).num_rows == expected == join_tables(big, small, spec).num_rows
+
+
+# ---- when the planner broadcasts a side for a lookup -----------------------------------------------------
+
+
+@pytest.fixture
+def sides(tmp_path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Parquet inputs: 1,000 line rows; 300 orders keyed by an integer, and by a string; a 500-row table.
+    The broadcast bounds are scaled down with them (100 rows; 400 for a lookup)."""
+    monkeypatch.setattr(joining, "BROADCAST_ROWS", 100)
+    monkeypatch.setattr(joining, "LOOKUP_ROWS", 400)
+    paths = {}
+    tables = {"lines": pa.table({"okey": np.arange(1000) % 300, "v": np.arange(1000)}),
+              "orders": pa.table({"okey": np.arange(300), "day": np.arange(300) % 7}),
+              "named": pa.table({"okey": [str(k) for k in range(300)], "day": np.arange(300) % 7}),
+              "half": pa.table({"okey": np.arange(500) % 300, "w": np.arange(500)})}
+    for name, table in tables.items():
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        pq.write_table(table, paths[name])
+    return paths
+
+
+def _how(left: str, right: str, **join) -> str:
+    plan = describe([Output(read(left).join(read(right), on="okey", **join), MemorySink())])
+    return next(note for note in plan.notes if " join of " in note)
+
+
+def test_a_side_with_one_integer_key_is_broadcast_up_to_the_lookup_bound(sides: dict[str, str]):
+    assert "orders broadcast (300 rows at most)" in _how(sides["lines"], sides["orders"])
+    assert "orders broadcast" in _how(sides["lines"], sides["orders"], how="semi")
+    assert "by shuffle" in _how(sides["half"], sides["orders"])  # the other side is not twice as big
+    lines = read(sides["lines"]).then(select, columns=["okey", "v"])  # its key's type unknown until run
+    plan = describe([Output(lines.join(read(sides["named"]), on="okey"), MemorySink())])
+    assert any("by shuffle" in note for note in plan.notes)  # a string key: a hash join per part would rebuild
+    assert "by shuffle" in _how(sides["orders"], sides["lines"], how="left")  # the big side cannot be broadcast
