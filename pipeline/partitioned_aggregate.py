@@ -41,7 +41,7 @@ from pipeline.io.chunk import Chunk, Piece
 from pipeline.io.source import Source
 from pipeline.stage import Stage
 
-ROWS_PER_PARTITION = 8_000_000  # input rows per partition when the count is chosen: a bound on its groups
+ROWS_PER_PARTITION = 1_000_000  # input rows per key range when the count is chosen: a bound on its groups
 SAMPLE_PER_STATE = 256  # keys each part's state contributes to the boundaries
 _HEADER = struct.Struct("<Q")  # a split file starts with the length of its JSON offset table
 
