@@ -13,12 +13,14 @@ the tasks in flight suspects, run again alone, `retries` counting only deaths wh
 run level by level and have no such recovery: threads cannot lose a worker, and a lost `multiprocessing`
 worker is that backend's own to report.
 
-On Ctrl-C, loky's workers (and, on the threading backend, this process) kill the external programs their
-tasks started (`pipeline.children`), as on `processes`, and the interrupted pool is shut down.
+On Ctrl-C, which loky's workers ignore as `processes` workers do, the driver tells them to kill the external
+programs their tasks started (`pipeline.children`; on the threading backend it kills its own), and the
+interrupted pool is shut down.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -30,7 +32,7 @@ from pipeline import children
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed
 from pipeline.engines._schedule import BatchSizer, Lost, run_plan
-from pipeline.engines.local import (DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, WORKER_INTERRUPT,
+from pipeline.engines.local import (DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, WORKER_INTERRUPT, children_ignore_sigint,
                                     children_killed_on_interrupt, interrupt_processes, packed_submitter)
 from pipeline.engines.memory import parse_size
 from pipeline.errors import ConfigError
@@ -50,6 +52,12 @@ def levels(plan: Plan) -> list[list[Task]]:
             grouped.append([])
         grouped[level].append(task)
     return grouped
+
+
+def _worker_init() -> None:
+    """In each loky worker: ignore Ctrl-C; kill its programs when the driver says the run is interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    children.on_signal(WORKER_INTERRUPT)
 
 
 class JoblibEngine:
@@ -94,9 +102,12 @@ class JoblibEngine:
 
     def _loky(self) -> ProcessPoolExecutor:
         """loky's reusable executor (a broken one is replaced), its workers set to kill their programs when
-        the run is interrupted."""
-        self._pool = get_reusable_executor(max_workers=self.workers, initializer=children.on_signal,
-                                           initargs=(WORKER_INTERRUPT,))
+        the run is interrupted. They ignore Ctrl-C, which reaches the whole process group: only the driver
+        acts on it. Started with SIGINT ignored, they ignore it from their first instruction (an ignored
+        signal stays ignored across exec); their initializer says so again for workers loky starts later
+        from another thread."""
+        with children_ignore_sigint():
+            self._pool = get_reusable_executor(max_workers=self.workers, initializer=_worker_init)
         return self._pool
 
     def _run_levels(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
