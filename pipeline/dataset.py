@@ -70,7 +70,7 @@ class Dataset:
     def aggregate(self, by: str | Sequence[str] = (), aggs: Mapping[str, Sequence[Any]] | None = None,
                   name: str = "aggregate", partitions: int | None = None) -> "Dataset":
         """Group by `by` (none: one row over the whole table) and compute `aggs` exactly; `partitions`: key
-        ranges to combine the groups in (default: one per million input rows, when known)."""
+        ranges to combine the groups in (default: one per 2 million input rows, when known)."""
         from stages.analyze import aggregate
 
         params: dict[str, Any] = {"by": [by] if isinstance(by, str) else list(by), "aggs": dict(aggs or {})}

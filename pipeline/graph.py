@@ -180,11 +180,17 @@ class GraphCompiler:
             self.tasks[key] = Task(key, ranged.split_state, (reducer, n, folder, chunk.index, Ref(cuts), Ref(state)),
                                    f"{name}: {reducer.name}:split")
             splits.append(key)
-        done = self._barrier(prefix, splits)
+        sink = ScratchSink(folder)
+        ranges = []
+        for index in range(n):
+            key = f"{prefix}/finalize-{index:05d}"
+            args = (reducer, sink, index, Ref(cuts), *(Ref(k) for k in splits))
+            self.tasks[key] = Task(key, ranged.finalize_range, args, f"{name}: {reducer.name}:finalize")
+            ranges.append(key)
+        done = self._barrier(prefix, ranges)
         self.notes.append(f"{name}: {reducer.name} over {len(upstream.chunks)} part(s), combined in {n} key ranges")
-        source = ranged.StateSource(folder, tuple(c.index for c in upstream.chunks), reducer,
-                                 f"{name} ({reducer.name} result)")
-        return Parts(name, source, tuple(source.chunks(n)), after=(done,))
+        source = ScratchSource(f"{name} ({reducer.name} result)")
+        return Parts(name, source, tuple(ScratchSource.chunks(sink, list(range(n)))), after=(done,))
 
     def _exchange(self, upstream: Parts, spec: shuffle.Exchange, name: str, n: int | None = None) -> Parts:
         """Map every part into `n` partitions by `spec`; the result's part p is partition p. A key the

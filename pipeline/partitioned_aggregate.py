@@ -1,17 +1,19 @@
 """A keyed aggregate over much data, combined per range of keys instead of in one tree, so no task holds
-every group: memory is bounded by a partition's groups, however many groups there are in all.
+every group: memory is bounded by a range's groups, however many groups there are in all.
 
     part i ─ read+stages+partial ─▶ state-i.pickle, and a sample of its keys ─┐
                                              boundaries: n-1 keys cutting the samples evenly ◀─┘
     state-i ─ cut by key range ─▶ split-i.pickle (n pieces, an offset table first)
-    partition p ◀─ piece p of every split, combined in part order, finalised ─▶ later stages ─▶ ...
+    range p ◀─ piece p of every split, combined in part order, finalised ─▶ part-p.arrow ─▶ later stages
 
-Ranges rather than hashes: partitions in order then hold the groups in pandas' sorted order, as the tree's
+Ranges rather than hashes: the parts in order then hold the groups in pandas' sorted order, as the tree's
 one result does. Pieces are combined in part order, so `first` and `last` stay exact, and every group's
-distinct values and value counts (nunique, median, quantile) are all in its one partition.
+distinct values and value counts (nunique, median, quantile) are all in its one range.
 
-The tree (`plan.add_tree`) stays for inputs of up to `ROWS_PER_PARTITION` rows, where one task holding
-every group costs less than the extra step; `aggregate(..., partitions=N)` asks for N partitions.
+The tree (`plan.add_tree`) stays for inputs of up to `ROWS_PER_PARTITION` rows. Over more, the number of
+groups is known only once the states are made: when they hold few (`FEW_GROUPS`), there are no cuts, the
+states are not rewritten and the first range takes every group, so a small aggregate over many rows pays
+only a task per range. `aggregate(..., partitions=N)` asks for N ranges, cut whatever the groups.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import struct
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,12 +39,16 @@ from pipeline.aggregate import AggState, GroupAggregate
 from pipeline.checkpoint import Checkpoint
 from pipeline.errors import PipelineError, StageError
 from pipeline.io import storage
-from pipeline.io.chunk import Chunk, Piece
+from pipeline.io.chunk import Chunk
+from pipeline.io.manifest import Receipt
+from pipeline.io.scratch import ScratchSink
 from pipeline.io.source import Source
 from pipeline.stage import Stage
+from pipeline.stats import StageCount, Stats, merge
 
-ROWS_PER_PARTITION = 1_000_000  # input rows per key range when the count is chosen: a bound on its groups
+ROWS_PER_PARTITION = 2_000_000  # input rows per key range when the count is chosen: a bound on its groups
 SAMPLE_PER_STATE = 256  # keys each part's state contributes to the boundaries
+FEW_GROUPS = 500_000  # states holding at most this many groups in all are combined in one range
 _HEADER = struct.Struct("<Q")  # a split file starts with the length of its JSON offset table
 
 
@@ -62,11 +68,13 @@ def partitions_for(reducer: Stage, rows: int | None, parts: int, most: int) -> i
 
 @dataclass(frozen=True)
 class StateFile:
-    """Where a part's state was written, and a sample of its keys: small, so it travels to the planner."""
+    """Where a part's state was written, a sample of its keys and its group count: small, so it travels to
+    the planner; and the counters of the stages before it."""
 
     path: str
     sample: pa.Table
     groups: int
+    stats: Stats
 
 
 def partial_state(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer: Stage, folder: str,
@@ -84,21 +92,28 @@ def partial_state(source: Source, chunk: Chunk, stages: Sequence[Stage], reducer
     path = storage.join(folder, f"state-{chunk.index:05d}.pickle")
     size = _write(path, [pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)])
     trace.record("exchange", "state", time.perf_counter() - started, keys.num_rows, size)
-    result = StateFile(path, sample, keys.num_rows)
+    result = StateFile(path, sample, keys.num_rows, partial.stats)
     if checkpoint is not None:
         checkpoint.save(result)
     return result
 
 
 def boundaries(reducer: Stage, n: int, *states: StateFile) -> pa.Table:
-    """The n-1 key rows that cut the sampled keys into n ranges of about equal size."""
+    """The n-1 key rows that cut the sampled keys into n ranges of about equal size; none (every group in
+    the first range) when the states hold few groups in all, which one task combines faster than n, unless
+    the aggregate asked for its ranges."""
     agg: GroupAggregate = reducer.reduction()
     samples = [s.sample for s in states if s.sample.num_rows] or [states[0].sample]
+    if agg.partitions is None and sum(s.groups for s in states) <= FEW_GROUPS:
+        n = 1
     return kernel.choose_boundaries(samples, agg.keys, [True] * len(agg.keys), n)
 
 
-def split_state(reducer: Stage, n: int, folder: str, index: int, cuts: pa.Table, state: StateFile) -> str:
-    """Cut one part's state into its n key ranges, written as one file of n pieces; returns its path."""
+def split_state(reducer: Stage, n: int, folder: str, index: int, cuts: pa.Table, state: StateFile) -> StateFile:
+    """Cut one part's state into its n key ranges, written as one file of n pieces (no cuts: the state's
+    own file is its one piece)."""
+    if cuts.num_rows == 0:
+        return state
     agg: GroupAggregate = reducer.reduction()
     started = time.perf_counter()
     whole: AggState = pickle.loads(_read_piece(state.path, 0))
@@ -106,46 +121,29 @@ def split_state(reducer: Stage, n: int, folder: str, index: int, cuts: pa.Table,
         pieces = _cut(agg, whole, n, cuts)
     except Exception as exc:
         raise StageError.from_exception(exc, reducer.name, index, state.path) from None
-    path = split_path(folder, index)
+    path = storage.join(folder, f"split-{index:05d}.pickle")
     size = _write(path, [pickle.dumps(piece, protocol=pickle.HIGHEST_PROTOCOL) for piece in pieces])
     trace.record("exchange", "split", time.perf_counter() - started, state.groups, size)
-    return path
+    return replace(state, path=path)
 
 
-@dataclass(frozen=True)
-class StateSource:
-    """One key range of a partitioned aggregate per chunk: its piece of every part's state, combined and
-    finalised into the aggregate's rows for that range."""
-
-    folder: str
-    parts: tuple[int, ...]  # the chunk index of every part whose state was split
-    reducer: Stage
-    name: str
-    columns: Sequence[str] | None = None
-    trace_kind = None  # records its own read and reduce spans
-
-    def describe(self) -> str:
-        return self.name
-
-    def read(self, chunk: Chunk) -> pd.DataFrame:
-        started = time.perf_counter()
-        pieces = [pickle.loads(_read_piece(split_path(self.folder, part), chunk.index)) for part in self.parts]
-        trace.record("exchange read", "read", time.perf_counter() - started)
-        started = time.perf_counter()
-        agg: GroupAggregate = self.reducer.reduction()
-        try:
-            frame = agg.finalize(agg.combine(pieces))
-        except Exception as exc:
-            raise StageError.from_exception(exc, self.reducer.name, chunk.index, chunk.label) from None
-        trace.record("reduce", self.reducer.name, time.perf_counter() - started, len(frame))
-        return frame
-
-    def chunks(self, partitions: int) -> list[Chunk]:
-        return [Chunk(p, (Piece(f"{self.name}, key range {p}"),)) for p in range(partitions)]
-
-
-def split_path(folder: str, part: int) -> str:
-    return storage.join(folder, f"split-{part:05d}.pickle")
+def finalize_range(reducer: Stage, sink: ScratchSink, index: int, cuts: pa.Table, *splits: StateFile) -> Receipt:
+    """Range `index`: its piece of every part's state, combined in part order, finalised, written as the
+    result's part `index`. The first range's receipt brings the counters of the stages before the aggregate."""
+    agg: GroupAggregate = reducer.reduction()
+    started = time.perf_counter()
+    if cuts.num_rows == 0 and index > 0:  # everything is in the first range: this one is empty
+        pieces = [_cut(agg, pickle.loads(_read_piece(splits[0].path, 0)), 2, cuts)[1]]
+    else:
+        pieces = [pickle.loads(_read_piece(split.path, index if cuts.num_rows else 0)) for split in splits]
+    trace.record("exchange read", "read", time.perf_counter() - started)
+    stats = merge(split.stats for split in splits) if index == 0 else {}
+    stats.setdefault(reducer.name, StageCount(0, 0, 0.0, 0))
+    try:
+        combined = agg.combine(pieces)
+    except Exception as exc:
+        raise StageError.from_exception(exc, reducer.name, index, sink.part(index)) from None
+    return tasks.finalize(reducer, (), sink, tasks.Partial(combined, stats), index)
 
 
 def _pandas_or_arrow(agg: GroupAggregate, state: AggState) -> AggState:

@@ -184,8 +184,9 @@ def combine(reducer: Stage, *parts: Partial) -> Partial:
     return Partial(value, merge(p.stats for p in parts), [s for p in parts for s in p.skipped])
 
 
-def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial) -> Receipt:
-    """Turn the root partial into the result, run the stages after the reduction on it, write it."""
+def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial, index: int | None = None) -> Receipt:
+    """Turn the root partial into the result, run the stages after the reduction on it, write it (as part
+    `index` of the result, when it has several)."""
     stats = merge([part.stats])
     started = time.perf_counter()
     try:
@@ -195,8 +196,8 @@ def finalize(reducer: Stage, after: Sequence[Stage], sink: Sink, part: Partial) 
     stats[reducer.name].rows_out = len(df)
     stats[reducer.name].seconds += time.perf_counter() - started
     trace.record("reduce", reducer.name, time.perf_counter() - started)
-    batch = _apply(after, df, None, "", stats)
-    receipt = _write(sink, batch, None, "", stats)
+    batch = _apply(after, df, index, "", stats)
+    receipt = _write(sink, batch, index, "", stats)
     receipt.skipped = part.skipped
     return receipt
 

@@ -155,3 +155,27 @@ def test_a_bad_partition_count_is_refused_naming_it(lines, partitions):
     folder, _ = lines
     with pytest.raises((ConfigError, ValueError), match="partitions"):
         read(str(folder)).aggregate(by="order", aggs={"n": ["v", "count"]}, partitions=partitions).collect()
+
+
+def test_few_groups_over_many_rows_are_not_cut_unless_ranges_are_asked_for(lines, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    """Ranges chosen by rows, but the states turn out to hold few groups: the first range takes them all."""
+    folder, table = lines
+    monkeypatch.setattr(partitioned_aggregate, "ROWS_PER_PARTITION", 1000)  # 4,000 rows: 4 ranges
+    want = aggregate(table, by="kind", aggs={"n": ["v", "count"]})
+
+    def parts(out: Path, **asked) -> list[pd.DataFrame]:
+        read(str(folder), chunk_rows=250).aggregate(by="kind", aggs={"n": ["v", "count"]}, **asked).write(
+            str(out)).run("sync")
+        return [pd.read_parquet(f) for f in sorted(out.glob("*.parquet"))]
+
+    few = parts(tmp_path / "few")
+    assert [len(p) for p in few] == [3, 0, 0, 0]
+    pd.testing.assert_frame_equal(few[0], want)
+    monkeypatch.setattr(partitioned_aggregate, "FEW_GROUPS", 2)
+    cut = parts(tmp_path / "cut")
+    assert len(cut) == 4 and sum(1 for p in cut if len(p)) > 1
+    pd.testing.assert_frame_equal(pd.concat(cut, ignore_index=True), want)
+    monkeypatch.setattr(partitioned_aggregate, "FEW_GROUPS", 500_000)
+    asked = parts(tmp_path / "asked", partitions=3)
+    assert sum(1 for p in asked if len(p)) > 1  # asked for: cut however few
