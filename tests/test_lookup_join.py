@@ -35,19 +35,36 @@ def _tables(seed: int) -> tuple[pa.Table, pa.Table]:
     return small, big
 
 
+def _repeated(seed: int) -> tuple[pa.Table, pa.Table]:
+    """A small side whose keys repeat (0 to 4 times each) and are sometimes null."""
+    rng = np.random.default_rng(seed)
+    keys = np.repeat(rng.permutation(np.arange(0, 30)), rng.integers(0, 5, 30))
+    nulls = rng.random(len(keys)) < 0.1
+    small = pa.table({"id": pa.array(keys, pa.int16(), mask=nulls), "w": np.arange(len(keys), dtype=np.int64)})
+    big = pa.table({"ref": pa.array(rng.integers(-3, 35, 200), pa.int64(), mask=rng.random(200) < 0.1),
+                    "v": np.arange(200, dtype=np.int64)})
+    return small, big
+
+
+TABLES = {"unique": _tables, "repeated": _repeated}  # a hash index; the small side's rows sorted by key
+
+
+@pytest.mark.parametrize("keys", list(TABLES))
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("how", ["inner", "left", "semi", "anti"])
-def test_small_right_side_gives_the_hash_joins_rows(how: str, seed: int):
-    small, big = _tables(seed)
+def test_small_right_side_gives_the_hash_joins_rows(how: str, seed: int, keys: str):
+    small, big = TABLES[keys](seed)
     spec = JoinSpec.of(left_on="ref", right_on="id", how=how)
-    rows = matched_rows(SmallSide(small), big, spec, small_is_left=False)
-    assert rows is not None
+    side = SmallSide(small)
+    rows = matched_rows(side, big, spec, small_is_left=False)
+    assert rows is not None and isinstance(side.index("id"), pd.Index) == (keys == "unique")
     assert _sorted(join_tables(big, small, spec, rows)) == _sorted(join_tables(big, small, spec))
 
 
+@pytest.mark.parametrize("keys", list(TABLES))
 @pytest.mark.parametrize("how", ["inner", "right"])
-def test_small_left_side_gives_the_hash_joins_rows(how: str):
-    small, big = _tables(7)
+def test_small_left_side_gives_the_hash_joins_rows(how: str, keys: str):
+    small, big = TABLES[keys](7)
     spec = JoinSpec.of(left_on="id", right_on="ref", how=how)
     rows = matched_rows(SmallSide(small), big, spec, small_is_left=True)
     assert rows is not None
@@ -64,38 +81,6 @@ def test_declines_what_a_lookup_cannot_answer():
     two_keys = JoinSpec.of(left_on=["ref", "v"], right_on=["id", "v"])
     assert matched_rows(SmallSide(small), big, two_keys, small_is_left=False) is None
     assert matched_rows(SmallSide(small), big, JoinSpec.of(left_on="id", right_on="ref", how="full"), True) is None
-
-
-def _repeated(seed: int) -> tuple[pa.Table, pa.Table]:
-    """A small side whose keys repeat (0 to 4 times each) and are sometimes null."""
-    rng = np.random.default_rng(seed)
-    keys = np.repeat(rng.permutation(np.arange(0, 30)), rng.integers(0, 5, 30))
-    nulls = rng.random(len(keys)) < 0.1
-    small = pa.table({"id": pa.array(keys, pa.int16(), mask=nulls), "w": np.arange(len(keys), dtype=np.int64)})
-    big = pa.table({"ref": pa.array(rng.integers(-3, 35, 200), pa.int64(), mask=rng.random(200) < 0.1),
-                    "v": np.arange(200, dtype=np.int64)})
-    return small, big
-
-
-@pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("how", ["inner", "left", "semi", "anti"])
-def test_repeated_small_side_keys_give_the_hash_joins_rows(how: str, seed: int):
-    small, big = _repeated(seed)
-    assert small.column("id").null_count and len(set(small.column("id").to_pylist())) < small.num_rows
-    spec = JoinSpec.of(left_on="ref", right_on="id", how=how)
-    side = SmallSide(small)
-    rows = matched_rows(side, big, spec, small_is_left=False)
-    assert rows is not None and not isinstance(side.index("id"), pd.Index)  # the sorted lookup answered
-    assert _sorted(join_tables(big, small, spec, rows)) == _sorted(join_tables(big, small, spec))
-
-
-@pytest.mark.parametrize("how", ["inner", "right"])
-def test_repeated_keys_on_a_small_left_side_give_the_hash_joins_rows(how: str):
-    small, big = _repeated(11)
-    spec = JoinSpec.of(left_on="id", right_on="ref", how=how)
-    rows = matched_rows(SmallSide(small), big, spec, small_is_left=True)
-    assert rows is not None
-    assert _sorted(join_tables(small, big, spec, rows)) == _sorted(join_tables(small, big, spec))
 
 
 def test_a_small_side_of_only_null_keys_matches_nothing():
