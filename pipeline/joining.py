@@ -28,7 +28,7 @@ from pipeline.io.chunk import Chunk
 from pipeline.io.scratch import read_ipc_files
 from pipeline.io.source import Source
 from pipeline.join import JoinSpec, join_tables
-from pipeline.lookup_join import SmallSide, matched_rows
+from pipeline.lookup_join import SmallSide, is_lookup_key, matched_rows
 
 BROADCAST_ROWS = 250_000  # a side known to be at most this big is sent whole to every task of the other
 LOOKUP_ROWS = 2_000_000  # ... or this big, with one integer key: each worker indexes it once, parts look up
@@ -57,8 +57,10 @@ def small_side(spec: JoinSpec, left_rows: int | None, right_rows: int | None,
     known = [side for side in allowed if rows[side] is not None and rows[side] <= BROADCAST_ROWS]
     if not known and len(spec.left_on) == 1:
         keys, other = {"left": left_key, "right": right_key}, {"left": right_rows, "right": left_rows}
+        probe = {"left": right_key, "right": left_key}  # the other side's key: unknown is taken as fit
         known = [side for side in allowed if rows[side] is not None and rows[side] <= LOOKUP_ROWS
-                 and keys[side] is not None and pa.types.is_integer(keys[side])
+                 and keys[side] is not None and is_lookup_key(keys[side])
+                 and (probe[side] is None or is_lookup_key(probe[side]))
                  and other[side] is not None and other[side] >= 2 * rows[side]]
     return min(known, key=lambda side: rows[side]) if known else None
 

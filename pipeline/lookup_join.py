@@ -48,12 +48,13 @@ class SmallSide:
         return self._indexes[key]
 
 
-def _is_integer(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) and t != pa.uint64()  # uint64 does not fit the int64 lookup
+def is_lookup_key(t: pa.DataType) -> bool:
+    """Whether a key of this type can be looked up (an integer; uint64 does not fit the int64 lookup)."""
+    return pa.types.is_integer(t) and t != pa.uint64()
 
 
 def _index(column: pa.ChunkedArray) -> pd.Index | Sorted | None:
-    if not _is_integer(column.type):
+    if not is_lookup_key(column.type):
         return None
     if not column.null_count:
         index = pd.Index(column.to_numpy().astype(np.int64, copy=False))
@@ -72,7 +73,7 @@ def matched_rows(small: SmallSide, big: pa.Table, spec: JoinSpec, small_is_left:
     small_key, big_key = (spec.left_on[0], spec.right_on[0]) if small_is_left else (spec.right_on[0], spec.left_on[0])
     keys = big.column(big_key)
     index = small.index(small_key)
-    if index is None or not _is_integer(keys.type):
+    if index is None or not is_lookup_key(keys.type):
         return None
     values = pc.fill_null(keys, 0).to_numpy().astype(np.int64, copy=False)
     absent = pc.is_null(keys).to_numpy(zero_copy_only=False) if keys.null_count else None  # never matches

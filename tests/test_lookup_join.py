@@ -97,7 +97,8 @@ def test_a_small_side_of_only_null_keys_matches_nothing():
 
 @pytest.fixture
 def sides(tmp_path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Parquet inputs: 1,000 line rows; 300 orders keyed by an integer, and by a string; a 500-row table.
+    """Parquet inputs: 1,000 line rows (and again with float keys); 300 orders keyed by an integer, and by a
+    string; a 500-row table.
     The broadcast bounds are scaled down with them (100 rows; 400 for a lookup)."""
     monkeypatch.setattr(joining, "BROADCAST_ROWS", 100)
     monkeypatch.setattr(joining, "LOOKUP_ROWS", 400)
@@ -105,7 +106,8 @@ def sides(tmp_path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     tables = {"lines": pa.table({"okey": np.arange(1000) % 300, "v": np.arange(1000)}),
               "orders": pa.table({"okey": np.arange(300), "day": np.arange(300) % 7}),
               "named": pa.table({"okey": [str(k) for k in range(300)], "day": np.arange(300) % 7}),
-              "half": pa.table({"okey": np.arange(500) % 300, "w": np.arange(500)})}
+              "half": pa.table({"okey": np.arange(500) % 300, "w": np.arange(500)}),
+              "floats": pa.table({"okey": (np.arange(1000) % 300).astype(float), "v": np.arange(1000)})}
     for name, table in tables.items():
         paths[name] = str(tmp_path / f"{name}.parquet")
         pq.write_table(table, paths[name])
@@ -121,6 +123,7 @@ def test_a_side_with_one_integer_key_is_broadcast_up_to_the_lookup_bound(sides: 
     assert "orders broadcast (300 rows at most)" in _how(sides["lines"], sides["orders"])
     assert "orders broadcast" in _how(sides["lines"], sides["orders"], how="semi")
     assert "by shuffle" in _how(sides["half"], sides["orders"])  # the other side is not twice as big
+    assert "by shuffle" in _how(sides["floats"], sides["orders"])  # float keys probe no integer lookup
     lines = read(sides["lines"]).then(select, columns=["okey", "v"])  # its key's type unknown until run
     plan = describe([Output(lines.join(read(sides["named"]), on="okey"), MemorySink())])
     assert any("by shuffle" in note for note in plan.notes)  # a string key: a hash join per part would rebuild
