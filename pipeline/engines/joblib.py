@@ -32,7 +32,7 @@ from pipeline import children
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed
 from pipeline.engines._schedule import BatchSizer, Lost, run_plan
-from pipeline.engines.local import (DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, WORKER_INTERRUPT, children_ignore_sigint,
+from pipeline.engines.local import (DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, WORKER_INTERRUPT,
                                     children_killed_on_interrupt, interrupt_processes, packed_submitter)
 from pipeline.engines.memory import parse_size
 from pipeline.errors import ConfigError
@@ -102,12 +102,10 @@ class JoblibEngine:
 
     def _loky(self) -> ProcessPoolExecutor:
         """loky's reusable executor (a broken one is replaced), its workers set to kill their programs when
-        the run is interrupted. They ignore Ctrl-C, which reaches the whole process group: only the driver
-        acts on it. Started with SIGINT ignored, they ignore it from their first instruction (an ignored
-        signal stays ignored across exec); their initializer says so again for workers loky starts later
-        from another thread."""
-        with children_ignore_sigint():
-            self._pool = get_reusable_executor(max_workers=self.workers, initializer=_worker_init)
+        the run is interrupted and to ignore Ctrl-C, which reaches the whole process group: only the driver
+        acts on it. (Called for every batch sent, so the driver's own Ctrl-C handler is never swapped out
+        here: a Ctrl-C arriving then would be lost.)"""
+        self._pool = get_reusable_executor(max_workers=self.workers, initializer=_worker_init)
         return self._pool
 
     def _run_levels(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:
