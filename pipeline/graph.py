@@ -222,7 +222,8 @@ class GraphCompiler:
         spec: JoinSpec = dataset.join_spec
         check_join(spec, None if left.stages else left.schema, None if right.stages else right.schema,
                    left.name, right.name)
-        side = small_side(spec, left.rows, right.rows, _key_type(left, spec.left_on), _key_type(right, spec.right_on))
+        side = small_side(spec, left.rows, right.rows, None if left.stages else left.schema,
+                          None if right.stages else right.schema)
         if side is not None:
             return self._broadcast(dataset.name, left, right, spec, side)
         n = max(1, min(MAX_PARTITIONS, max(len(left.chunks), len(right.chunks))))
@@ -259,13 +260,6 @@ class GraphCompiler:
             parts = Parts(parts.name, ScratchSource(f"{parts.name} parts"), (Chunk(0, pieces),), after=(done,))
         prefix = self._prefix(f"{parts.name}.write")
         return self._each_part(parts, prefix, "part", "write", tasks.write_chunk, (sink,))
-
-
-def _key_type(parts: Parts, keys: Sequence[str]) -> pa.DataType | None:
-    """The type of a one-column join key, when known before running (no stages pending that could change it)."""
-    if len(keys) != 1 or parts.stages or parts.schema is None or keys[0] not in parts.schema.names:
-        return None
-    return parts.schema.field(keys[0]).type
 
 
 def _schema(source: Source) -> pa.Schema | None:

@@ -32,6 +32,7 @@ from pipeline.lookup_join import SmallSide, is_lookup_key, matched_rows
 
 BROADCAST_ROWS = 250_000  # a side known to be at most this big is sent whole to every task of the other
 LOOKUP_ROWS = 2_000_000  # ... or this big, with one integer key: each worker indexes it once, parts look up
+LOOKUP_BYTES = 128 * 2**20  # ... and about this big in memory, held by every worker
 _KEPT = 2  # broadcast sides each worker process keeps
 _SIDES: OrderedDict[tuple[str, ...], SmallSide] = OrderedDict()
 _SIDES_LOCK = threading.Lock()
@@ -44,10 +45,11 @@ def broadcastable(spec: JoinSpec) -> tuple[str, ...]:
 
 
 def small_side(spec: JoinSpec, left_rows: int | None, right_rows: int | None,
-               left_key: pa.DataType | None = None, right_key: pa.DataType | None = None) -> str | None:
+               left_schema: pa.Schema | None = None, right_schema: pa.Schema | None = None) -> str | None:
     """The side to broadcast: as the join asks, else the smaller side known to be small enough: up to
-    BROADCAST_ROWS rows, or up to LOOKUP_ROWS when its one key is an integer (known from its schema: the probe
-    is then a lookup, `pipeline.lookup_join`) and the other side is known to be at least twice as big."""
+    BROADCAST_ROWS rows; or up to LOOKUP_ROWS and about LOOKUP_BYTES when its one key is an integer (the probe
+    is then a lookup, `pipeline.lookup_join`), the other side's key too where known, and the other side is
+    known to be at least twice as big. Schemas are given where known before running (no stages pending)."""
     allowed = broadcastable(spec)
     if spec.strategy == "shuffle" or not allowed:
         return None
@@ -56,13 +58,32 @@ def small_side(spec: JoinSpec, left_rows: int | None, right_rows: int | None,
         return min(allowed, key=lambda side: rows[side] if rows[side] is not None else float("inf"))
     known = [side for side in allowed if rows[side] is not None and rows[side] <= BROADCAST_ROWS]
     if not known and len(spec.left_on) == 1:
-        keys, other = {"left": left_key, "right": right_key}, {"left": right_rows, "right": left_rows}
-        probe = {"left": right_key, "right": left_key}  # the other side's key: unknown is taken as fit
-        known = [side for side in allowed if rows[side] is not None and rows[side] <= LOOKUP_ROWS
-                 and keys[side] is not None and is_lookup_key(keys[side])
-                 and (probe[side] is None or is_lookup_key(probe[side]))
-                 and other[side] is not None and other[side] >= 2 * rows[side]]
+        schemas = {"left": left_schema, "right": right_schema}
+        keys = {"left": spec.left_on[0], "right": spec.right_on[0]}
+        other = {"left": "right", "right": "left"}
+
+        def fits(side: str) -> bool:
+            mine, theirs = schemas[side], schemas[other[side]]
+            count, more = rows[side], rows[other[side]]
+            return (mine is not None and keys[side] in mine.names and count is not None and more is not None
+                    and count <= LOOKUP_ROWS and count * _row_bytes(mine) <= LOOKUP_BYTES and more >= 2 * count
+                    and is_lookup_key(mine.field(keys[side]).type)
+                    and (theirs is None or keys[other[side]] not in theirs.names
+                         or is_lookup_key(theirs.field(keys[other[side]]).type)))
+
+        known = [side for side in allowed if fits(side)]
     return min(known, key=lambda side: rows[side]) if known else None
+
+
+def _row_bytes(schema: pa.Schema) -> int:
+    """A row's size in memory, estimated: fixed-width columns by their width, any other (text) as 32 bytes."""
+    def width(kind: pa.DataType) -> int:
+        try:
+            return max(kind.bit_width // 8, 1)
+        except ValueError:  # not of a fixed width
+            return 32
+
+    return sum(width(field.type) for field in schema)
 
 
 @dataclass(frozen=True)

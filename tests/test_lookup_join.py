@@ -97,15 +97,17 @@ def test_a_small_side_of_only_null_keys_matches_nothing():
 
 @pytest.fixture
 def sides(tmp_path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Parquet inputs: 1,000 line rows (and again with float keys); 300 orders keyed by an integer, and by a
-    string; a 500-row table.
-    The broadcast bounds are scaled down with them (100 rows; 400 for a lookup)."""
+    """Parquet inputs: 1,000 line rows (and again with float keys); 300 orders keyed by an integer, by a
+    string, and with a text column; a 500-row table.
+    The broadcast bounds are scaled down with them (100 rows; 400 rows and 5,000 bytes for a lookup)."""
     monkeypatch.setattr(joining, "BROADCAST_ROWS", 100)
     monkeypatch.setattr(joining, "LOOKUP_ROWS", 400)
+    monkeypatch.setattr(joining, "LOOKUP_BYTES", 5000)  # 300 rows of two int64 columns: 4,800 bytes
     paths = {}
     tables = {"lines": pa.table({"okey": np.arange(1000) % 300, "v": np.arange(1000)}),
               "orders": pa.table({"okey": np.arange(300), "day": np.arange(300) % 7}),
               "named": pa.table({"okey": [str(k) for k in range(300)], "day": np.arange(300) % 7}),
+              "wide": pa.table({"okey": np.arange(300), "note": [f"order {k}" for k in range(300)]}),
               "half": pa.table({"okey": np.arange(500) % 300, "w": np.arange(500)}),
               "floats": pa.table({"okey": (np.arange(1000) % 300).astype(float), "v": np.arange(1000)})}
     for name, table in tables.items():
@@ -124,6 +126,7 @@ def test_a_side_with_one_integer_key_is_broadcast_up_to_the_lookup_bound(sides: 
     assert "orders broadcast" in _how(sides["lines"], sides["orders"], how="semi")
     assert "by shuffle" in _how(sides["half"], sides["orders"])  # the other side is not twice as big
     assert "by shuffle" in _how(sides["floats"], sides["orders"])  # float keys probe no integer lookup
+    assert "by shuffle" in _how(sides["lines"], sides["wide"])  # a text column: estimated over the bytes bound
     lines = read(sides["lines"]).then(select, columns=["okey", "v"])  # its key's type unknown until run
     plan = describe([Output(lines.join(read(sides["named"]), on="okey"), MemorySink())])
     assert any("by shuffle" in note for note in plan.notes)  # a string key: a hash join per part would rebuild
