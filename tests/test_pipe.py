@@ -293,10 +293,16 @@ def test_an_engine_runs_programs_again_after_an_interrupted_run(engine, dataset:
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     interrupter = threading.Thread(target=interrupt_once_running, daemon=True)
-    interrupter.start()
-    with pytest.raises(KeyboardInterrupt):
-        hang.run(FileSource(str(dataset), chunk_rows=500), str(tmp_path / "out"), engine)
-    interrupter.join()
+    # Ctrl-C raises here even when the tests run in a background job, which a non-interactive shell starts with
+    # SIGINT ignored (then Python installs no handler of its own, and the signal would be dropped).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        interrupter.start()
+        with pytest.raises(KeyboardInterrupt):
+            hang.run(FileSource(str(dataset), chunk_rows=500), str(tmp_path / "out"), engine)
+        interrupter.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert_nothing_left(pids, programs_recorded(pids))
     result = Pipeline().then(pipe, command=["cat"]).run(FileSource(str(dataset), chunk_rows=500),
                                                          str(tmp_path / "again"), engine)
