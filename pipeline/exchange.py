@@ -15,7 +15,7 @@ on the process or its hash seed.
     | Arrow IPC stream: schema, batch, batch   partition 0, in order |
     | Arrow IPC stream: schema                 partition 1 (empty)   |
     | Arrow IPC stream: schema, batch          partition 2           |
-    | footer: where each stream starts (int64 × n+1), n, magic       |
+    | footer: where each stream starts (int64 × n+1), n, magic       |  (a file of pieces: io/indexed.py)
     +---------------------------------------------------------------+
 
 A stream per partition, not one IPC file: a reduce task opens every map file for its one partition, and an
@@ -26,26 +26,20 @@ stream does to read.
 from __future__ import annotations
 
 import math
-import os
-import struct
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.io import storage
+from pipeline.io import indexed
 
 BATCH_ROWS = 65_536  # a reader can go through a big partition in pieces of at most this many rows...
 BATCH_BYTES = 4 * 1024**2  # ...or about this many bytes
 # times to microseconds, dates to days: (multiply by, then divide by)
 _COMMON_UNIT = {"s": (10**6, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000), None: (1, 1), "date64": (1, 86400000)}
-MAGIC = b"PXMAP001"  # the last bytes of a map file
-_FOOTER = 16  # the partition count (int64), then MAGIC
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _PLAIN = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
 _TEXT = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary,
@@ -260,7 +254,7 @@ def write_map_output(path: str, table: pa.Table, partitions: np.ndarray, n: int)
     starts = np.concatenate([[0], np.cumsum(rows)])
     row_bytes = grouped.nbytes / max(grouped.num_rows, 1)  # the sizes of slices, estimated once: measuring
     pieces = [_pieces(grouped.slice(starts[p], rows[p]), row_bytes) for p in range(n)]  # each costs more
-    _write_atomically(path, grouped.schema, pieces)
+    _write_map_file(path, grouped.schema, pieces)
     return MapOutput(path, rows.tolist(), [round(r * row_bytes) for r in rows.tolist()])
 
 
@@ -271,36 +265,15 @@ def _pieces(part: pa.Table, row_bytes: float) -> list[pa.RecordBatch]:
     return [batch for batch in part.to_batches(max_chunksize=size) if batch.num_rows]
 
 
-def _write_streams(sink: pa.NativeFile, schema: pa.Schema, pieces: list[list[pa.RecordBatch]]) -> None:
-    """A stream per partition, then the footer."""
-    starts = []
-    for piece in pieces:
-        starts.append(sink.tell())
+def _write_map_file(path: str, schema: pa.Schema, pieces: list[list[pa.RecordBatch]]) -> None:
+    """A stream per partition, as a file of pieces (`indexed`): written whole, and a retry replaces it."""
+
+    def write_stream(sink: pa.NativeFile, partition: int) -> None:
         with pa.ipc.new_stream(sink, schema) as writer:
-            for batch in piece:
+            for batch in pieces[partition]:
                 writer.write_batch(batch)
-    starts.append(sink.tell())
-    sink.write(np.asarray(starts, dtype="<i8").tobytes() + struct.pack("<q", len(pieces)) + MAGIC)
 
-
-def _write_atomically(path: str, schema: pa.Schema, pieces: list[list[pa.RecordBatch]]) -> None:
-    """Readers see the old file or the new, never a torn one; the temporary name is unique so two attempts
-    of one task never write into each other. No fsync: the files only need to outlive a killed process.
-    On object storage the file is one PUT: an object is whole or absent, and a retry replaces it."""
-    if not storage.is_local(path):
-        buffer = pa.BufferOutputStream()
-        _write_streams(buffer, schema, pieces)
-        storage.put(path, buffer.getvalue())
-        return
-    temporary = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    try:
-        with pa.OSFile(temporary, "wb") as sink:
-            _write_streams(sink, schema, pieces)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    indexed.write_pieces(path, len(pieces), write_stream)
 
 
 def read_partition(paths: Sequence[str], partition: int, schema: pa.Schema | None = None) -> pa.Table:
@@ -320,31 +293,7 @@ def partition_sizes(outputs: Sequence[MapOutput], n: int) -> tuple[list[int], li
 
 
 def _file_part(path: str, partition: int) -> pa.Table:
-    """One file's rows of `partition`. Locally memory-mapped: only the footer and this partition's stream are
-    touched, and the rows stay valid after the file is closed (or replaced by a retry). On object storage,
-    ranged reads of the footer and of this partition's stream only."""
-    if storage.is_local(path):
-        with pa.memory_map(path) as source:
-            whole = source.read_buffer()
-        start, end = _stream_range(whole.size, lambda at, size: whole.slice(at, size), path, partition)
-        stream = whole.slice(start, end - start)
-    else:
-        fs, inner = storage.object_fs(path)
-        with fs.open_input_file(inner) as source:
-            start, end = _stream_range(source.size(), lambda at, size: source.read_at(size, at), path, partition)
-            stream = source.read_at(end - start, start)
-    with pa.ipc.open_stream(stream) as reader:
+    """One file's rows of `partition`: only the footer and this partition's stream are read, and the rows
+    stay valid after the file is closed (or replaced by a retry)."""
+    with pa.ipc.open_stream(indexed.read_piece(path, partition)) as reader:
         return reader.read_all().replace_schema_metadata(None)
-
-
-def _stream_range(size: int, read_at: Callable[[int, int], Any], path: str, partition: int) -> tuple[int, int]:
-    """Where `partition`'s stream starts and ends in a map file of `size` bytes, from the file's footer;
-    `read_at(offset, nbytes)` reads the file."""
-    tail = bytes(read_at(size - _FOOTER, _FOOTER)) if size >= _FOOTER else b""
-    if tail[8:] != MAGIC:
-        raise ValueError(f"{path} is not a map output file (no partition index)")
-    (n,) = struct.unpack("<q", tail[:8])
-    if not 0 <= partition < n:
-        raise ValueError(f"{path} has partitions 0..{n - 1}, not {partition}")
-    starts = np.frombuffer(bytes(read_at(size - _FOOTER - 8 * (n + 1) + 8 * partition, 16)), dtype="<i8")
-    return int(starts[0]), int(starts[1])

@@ -3,7 +3,7 @@ every group: memory is bounded by a range's groups, however many groups there ar
 
     part i ─ read+stages+partial ─▶ state-i.pickle, and a sample of its keys ─┐
                                              boundaries: n-1 keys cutting the samples evenly ◀─┘
-    state-i ─ cut by key range ─▶ split-i.pickle (n pieces, an offset table first)
+    state-i ─ cut by key range ─▶ split-i.pickle (n pieces, an offset table last: io/indexed.py)
     range p ◀─ piece p of every split, combined in part order, finalised ─▶ part-p.arrow ─▶ later stages
 
 Ranges rather than hashes: the parts in order then hold the groups in pandas' sorted order, as the tree's
@@ -18,13 +18,9 @@ only a task per range. `aggregate(..., partitions=N)` asks for N ranges, cut wha
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import pickle
-import struct
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,7 +34,7 @@ from pipeline import exchange as kernel
 from pipeline.aggregate import AggState, GroupAggregate
 from pipeline.checkpoint import Checkpoint
 from pipeline.errors import PipelineError, StageError
-from pipeline.io import storage
+from pipeline.io import indexed, storage
 from pipeline.io.chunk import Chunk
 from pipeline.io.manifest import Receipt
 from pipeline.io.scratch import ScratchSink
@@ -49,7 +45,6 @@ from pipeline.stats import StageCount, Stats, merge
 ROWS_PER_PARTITION = 2_000_000  # input rows per key range when the count is chosen: a bound on its groups
 SAMPLE_PER_STATE = 256  # keys each part's state contributes to the boundaries
 FEW_GROUPS = 500_000  # states holding at most this many groups in all are combined in one range
-_HEADER = struct.Struct("<Q")  # a split file starts with the length of its JSON offset table
 
 
 def partitions_for(reducer: Stage, rows: int | None, parts: int, most: int) -> int:
@@ -185,38 +180,13 @@ def _cut(agg: GroupAggregate, state: AggState, n: int, cuts: pa.Table) -> list[A
 
 
 def _write(path: str, blobs: Sequence[bytes]) -> int:
-    """Blobs as one file: the JSON list of their start offsets (after the header), then the blobs. Written
-    whole or not at all: a temporary name then a rename, or one PUT on object storage."""
-    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).tolist()
-    table = json.dumps(offsets).encode()
-    data = b"".join([_HEADER.pack(len(table)), table, *blobs])
-    if not storage.is_local(path):
-        return storage.put(path, data)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(temporary, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return len(data)
+    """Blobs as one file of pieces, written whole."""
+    return indexed.write_pieces(path, len(blobs), lambda sink, index: sink.write(blobs[index]))
 
 
-def _read_piece(path: str, index: int) -> bytes:
-    """Blob `index` of a file `_write` made: the header, the offset table, then only that blob's bytes."""
+def _read_piece(path: str, index: int) -> pa.Buffer:
+    """Blob `index` of a file `_write` made: only the footer and that blob are read."""
     try:
-        if storage.is_local(path):
-            handle: Any = open(path, "rb")
-        else:
-            fs, inner = storage.object_fs(path)
-            handle = fs.open_input_file(inner)
-        with handle:
-            (length,) = _HEADER.unpack(handle.read(_HEADER.size))
-            offsets = json.loads(handle.read(length))
-            handle.seek(_HEADER.size + length + offsets[index])
-            return handle.read(offsets[index + 1] - offsets[index])
-    except (OSError, ValueError, IndexError) as exc:
+        return indexed.read_piece(path, index)
+    except (OSError, ValueError) as exc:
         raise PipelineError(f"{path}: cannot read piece {index} of an aggregate's state ({exc})") from None

@@ -32,6 +32,7 @@ from s3server import S3Server, aws_env, engine, manifest, objects, s3_server  # 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # cluster workers cannot import the tests
 
 ROW_GROUP = 100
+LINE_CHUNK = 300  # line items are read in 4 chunks, so an aggregate of them has states to cut
 
 
 # ---- data and graph ----------------------------------------------------------------------------------------
@@ -82,11 +83,11 @@ def fail_on_big(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def graph(orders: Dataset, lineitem: Dataset, fail: bool = False) -> dict[str, Dataset]:
-    """Line items ⋈ orders by shuffle, aggregated by region; and per-order totals (an aggregate, exchanged)
-    joined back to the orders by broadcast."""
+    """Line items ⋈ orders by shuffle, aggregated by region; and per-order totals (an aggregate combined in
+    two key ranges, its states cut through the scratch) joined back to the orders by broadcast."""
     joined = lineitem.join(orders, on="okey", how="inner", strategy="shuffle")
     per_region = joined.aggregate(by="region", aggs={"items": ["lid", "size"], "qty": ["qty", "sum"]})
-    totals = lineitem.aggregate(by="okey", aggs={"qty_sum": ["qty", "sum"]})
+    totals = lineitem.aggregate(by="okey", aggs={"qty_sum": ["qty", "sum"]}, partitions=2)  # by key range
     if fail:
         totals = totals.then(fail_on_big)
     enriched = orders.join(totals, on="okey", how="left", strategy="broadcast")
@@ -107,7 +108,7 @@ SORT = {"per_region": ["region"], "enriched": ["okey"]}
 
 
 def local_result(inputs: dict[str, Path], tmp: Path) -> dict[str, pd.DataFrame]:
-    run(*outputs(graph(read(str(inputs["orders"])), read(str(inputs["lineitem"]))), str(tmp)), engine="sync")
+    run(*outputs(graph(read(str(inputs["orders"])), read(str(inputs["lineitem"]), chunk_rows=LINE_CHUNK)), str(tmp)), engine="sync")
     return {name: frame(pq.read_table(tmp / name), by) for name, by in SORT.items()}
 
 
@@ -119,7 +120,8 @@ def s3_result(server: S3Server, bucket: str) -> dict[str, pd.DataFrame]:
 
 def s3_inputs(bucket: str, opts: dict[str, str]) -> tuple[Dataset, Dataset]:
     return (read(f"s3://{bucket}/orders", storage_options=opts, name="orders"),
-            read(f"s3://{bucket}/lineitem", storage_options=opts, name="lineitem"))
+            read(f"s3://{bucket}/lineitem", storage_options=opts, name="lineitem",
+                 chunk_rows=LINE_CHUNK))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -156,7 +158,7 @@ def test_scratch_on_s3_gives_the_local_rows_and_is_removed(s3_server, uploaded, 
 
 
 def test_scratch_is_written_beside_the_first_object_output(s3_server, uploaded, opts, monkeypatch, engine):
-    """While the run goes, map files and parts are objects under `.<name>.scratch-<run>/`."""
+    """While the run goes, map files, aggregate states and parts are objects under `.<name>.scratch-<run>/`."""
     from pipeline.io import scratch
 
     seen: list[str] = []
@@ -175,6 +177,8 @@ def test_scratch_is_written_beside_the_first_object_output(s3_server, uploaded, 
     assert folder.startswith(f"s3://{out}/result/.per_region.scratch-")
     assert any(f.endswith(".arrow") and "/map-" in f for f in files)  # the shuffle's map outputs
     assert any(f.endswith(".arrow") and "/part-" in f for f in files)  # reductions and the broadcast side
+    assert any(f.endswith(".pickle") and "/state-" in f for f in files)  # the per-range aggregate's states...
+    assert any(f.endswith(".pickle") and "/split-" in f for f in files)  # ...and their cuts
     assert objects(s3_server, str(folder).removeprefix("s3://")) == []
 
 
@@ -189,7 +193,7 @@ def test_scratch_option_puts_it_elsewhere(s3_server, uploaded, inputs, opts, tmp
     """`run(scratch=URL)` with local outputs: the intermediate data goes to the bucket, the rows are the same."""
     expected = local_result(inputs, tmp_path / "local")
     tmp = s3_server.bucket("tmp")
-    datasets = graph(read(str(inputs["orders"])), read(str(inputs["lineitem"])))
+    datasets = graph(read(str(inputs["orders"])), read(str(inputs["lineitem"]), chunk_rows=LINE_CHUNK))
     run(*outputs(datasets, str(tmp_path / "out")), engine=engine, scratch=f"s3://{tmp}/scratch", scratch_options=opts)
     for name, by in SORT.items():
         pd.testing.assert_frame_equal(frame(pq.read_table(tmp_path / "out" / name), by), expected[name])

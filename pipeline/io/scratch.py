@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from pipeline import exchange as kernel
 from pipeline.batch import Batch, to_arrow
 from pipeline.errors import InputError
 from pipeline.io.chunk import Chunk, Piece
-from pipeline.io import storage
+from pipeline.io import indexed, storage
 from pipeline.io.manifest import Receipt
 from pipeline.stats import Stats
 
@@ -54,19 +53,13 @@ def remove(folder: str) -> None:
 
 
 def write_ipc(path: str, table: pa.Table) -> int:
-    """Write `table` whole or not at all (a temporary name then a rename; on object storage, one PUT); returns
-    the bytes written."""
-    if not storage.is_local(path):
-        buffer = pa.BufferOutputStream()
-        with pa.ipc.new_file(buffer, table.schema) as writer:
+    """Write `table` whole or not at all; returns the bytes written."""
+
+    def write(sink: pa.NativeFile) -> None:
+        with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        return storage.put(path, buffer.getvalue())
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
-    with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    os.replace(tmp, path)
-    return os.path.getsize(path)
+
+    return indexed.write_whole(path, write)
 
 
 def read_ipc_files(paths: Sequence[str]) -> pa.Table:
