@@ -163,20 +163,31 @@ def _cut(agg: GroupAggregate, state: AggState, n: int, cuts: pa.Table) -> list[A
     """The state's groups in each of the n key ranges `cuts` bounds (its distinct and count tables too)."""
     keys, up = list(agg.keys), [True] * len(agg.keys)
 
-    def ids(table: pa.Table) -> np.ndarray:
-        if table.num_rows == 0 or cuts.num_rows == 0:
-            return np.zeros(table.num_rows, dtype=np.int64)
-        return kernel.range_partitions(table, keys, up, cuts)
+    def pieces(frame: Any, keys_of: pa.Table) -> list[Any]:
+        ids = (kernel.range_partitions(keys_of, keys, up, cuts) if keys_of.num_rows and cuts.num_rows
+               else np.zeros(keys_of.num_rows, dtype=np.int64))
+        return _by_id(frame, ids, n)
 
-    def rows(frame: Any, where: np.ndarray) -> Any:
-        return frame.filter(pa.array(where)) if isinstance(frame, pa.Table) else frame[where]
+    frames = pieces(state.frame, _keys(agg, state.frame))
+    distinct = {c: pieces(t, _arrow({k: t[k] for k in keys})) for c, t in state.distinct.items()}
+    counts = {c: pieces(t, _arrow({k: t[k] for k in keys})) for c, t in state.counts.items()}
+    return [AggState(frames[p], {c: d[p] for c, d in distinct.items()}, {c: d[p] for c, d in counts.items()})
+            for p in range(n)]
 
-    frame_ids = ids(_keys(agg, state.frame))
-    distinct_ids = {c: ids(_arrow({k: t[k] for k in keys})) for c, t in state.distinct.items()}
-    count_ids = {c: ids(_arrow({k: t[k] for k in keys})) for c, t in state.counts.items()}
-    return [AggState(rows(state.frame, frame_ids == p),
-                     {c: t[distinct_ids[c] == p] for c, t in state.distinct.items()},
-                     {c: t[count_ids[c] == p] for c, t in state.counts.items()}) for p in range(n)]
+
+def _by_id(frame: pd.DataFrame | pa.Table, ids: np.ndarray, n: int) -> list[Any]:
+    """`frame`'s rows with id 0, 1, ... n-1, each in their order: one stable sort (none when the ids already
+    rise, as a state in key order has them) and a slice per id, not a pass over every row per id. An Arrow
+    piece is taken, not sliced: a pickled slice would carry its whole table."""
+    order = np.argsort(ids, kind="stable") if len(ids) > 1 and np.any(ids[1:] < ids[:-1]) else None
+    ordered = ids if order is None else ids[order]
+    rows = np.arange(len(ids)) if order is None else order
+    bounds = np.searchsorted(ordered, np.arange(n + 1), side="left")
+    if isinstance(frame, pa.Table):
+        return [frame.take(rows[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    if order is not None:
+        frame = frame.iloc[order]
+    return [frame.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _write(path: str, blobs: Sequence[bytes]) -> int:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import Pipeline
+from pipeline import Pipeline, aggregate_ranges
 from pipeline.aggregate import FUNCTIONS, GroupAggregate
 from stages.analyze import aggregate
 
@@ -203,3 +203,19 @@ def test_bad_aggregate_params_are_refused_before_running(by, aggs, message):
     with pytest.raises(ValueError) as caught:
         GroupAggregate(by, aggs)
     assert message in str(caught.value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.integers(-50, 50), max_size=40),
+       edges=st.lists(st.integers(-60, 60), min_size=2, max_size=8, unique=True),
+       kind=st.sampled_from(["arrow", "numpy", "float", "nullable"]))
+def test_inside_finds_the_values_in_any_interval(values: list[int], edges: list[int], kind: str):
+    """Integers take a binary search of the intervals' starts, other types a comparison per interval: the
+    same mask either way."""
+    bounds = sorted(edges)
+    intervals = list(zip(bounds[::2], bounds[1::2]))  # sorted and disjoint, as `shared_intervals` gives them
+    column = {"arrow": lambda: pa.array(values, pa.int64()), "numpy": lambda: pd.Series(values, dtype="int64"),
+              "float": lambda: pd.Series(values, dtype="float64"), "nullable": lambda: pd.Series(values, dtype="Int64")}
+    got = aggregate_ranges.inside(column[kind](), intervals)
+    mask = got.to_pylist() if kind == "arrow" else np.asarray(got, dtype=bool).tolist()
+    assert mask == [any(low <= v <= high for low, high in intervals) for v in values]

@@ -138,6 +138,21 @@ def test_range_partitions_concatenate_into_the_stable_global_sort(tmp_path_facto
     assert_globally_sorted(parts, table, keys, ascending)
 
 
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.integers(-INT32, INT32), max_size=60), cuts=st.lists(st.integers(-INT32, INT32), max_size=6),
+       kind=st.sampled_from([pa.int64(), pa.int32(), pa.uint32()]))
+def test_integer_keys_are_searched_as_all_keys_are_ranked(values: list[int], cuts: list[int], kind: pa.DataType):
+    """One ascending integer key without nulls takes a binary search of the boundaries: the same ids as the
+    ranking every other key takes (the same numbers as floats go that way)."""
+    if pa.types.is_unsigned_integer(kind):
+        values, cuts = [abs(v) for v in values], [abs(c) for c in cuts]
+    table = pa.table({"k": pa.array(values, kind)})
+    boundaries = pa.table({"k": pa.array(sorted(set(cuts)), kind)})
+    as_floats = range_partitions(table.cast(pa.schema([("k", pa.float64())])), ["k"], [True],
+                                 boundaries.cast(pa.schema([("k", pa.float64())])))
+    assert range_partitions(table, ["k"], [True], boundaries).tolist() == as_floats.tolist()
+
+
 def typed_table() -> pa.Table:
     """Decimal, date, timestamp and float keys, with ties and nulls; the floats with many NaN as well as nulls,
     which pandas sorts as equally missing, so a boundary falls among them."""
