@@ -84,10 +84,17 @@ def evaluate(df: pd.DataFrame, expr: str, stage: str, values: Mapping[str, Any] 
 
 
 def _eval(df: pd.DataFrame, expr: str, values: dict[str, Any]) -> pd.Series | object:
-    """``DataFrame.eval``; where it refuses Arrow-backed columns (its type check cannot type a decimal
-    next to a number, as in ``price * (1 - discount)``), the same operators applied to the columns. A refusal
-    is remembered for the expression and the columns' types, so later chunks skip the attempt (it costs more
-    than the evaluation)."""
+    """The operators applied to the columns, as ``DataFrame.eval`` applies them without numexpr, but without
+    its parsing and type checks, which cost several times the evaluation of a comparison. Where that does
+    not do (syntax or names of ``eval``'s own, ``&``/``|``, which ``eval`` ranks as ``and``/``or``, or an
+    error, which ``eval`` then words), ``DataFrame.eval``; where that refuses Arrow-backed columns (its type
+    check cannot type a decimal next to a number, as in ``price * (1 - discount)``), the operators again. A
+    refusal is remembered for the expression and the columns' types, so later chunks skip the attempt."""
+    if (plain := _plain(expr)) is not None:
+        try:
+            return _columnwise(df, plain, values)
+        except Exception:  # noqa: BLE001 - evaluated again below, and any error reported in eval's words
+            pass
     signature = (expr, tuple(zip(df.columns, map(str, df.dtypes))))
     if signature not in _REFUSED:
         try:
@@ -103,6 +110,18 @@ def _eval(df: pd.DataFrame, expr: str, values: dict[str, Any]) -> pd.Series | ob
 @functools.lru_cache(maxsize=256)
 def _parsed(expr: str) -> ast.AST:
     return ast.parse(expr.strip().replace("@", _VALUE), mode="eval").body
+
+
+@functools.lru_cache(maxsize=256)
+def _plain(expr: str) -> ast.AST | None:
+    """The parsed expression where Python's grammar means what ``DataFrame.eval`` does: None for a syntax
+    Python does not have (backquoted names) or ``&``/``|``, which bind tighter in Python than comparisons."""
+    try:
+        node = _parsed(expr)
+    except SyntaxError:
+        return None
+    bitwise = any(isinstance(n, ast.BinOp) and isinstance(n.op, (ast.BitAnd, ast.BitOr)) for n in ast.walk(node))
+    return None if bitwise else node
 
 
 _VALUE = "_value_"  # `@name` in an expression, where the fallback parses it as Python

@@ -74,6 +74,20 @@ def test_filter_rows_keeps_matches_and_drops_missing(flights_like):
     assert len(flights_like) == 5  # input untouched
 
 
+@pytest.mark.parametrize("where", [
+    "arr_delay > 10 and distance < 1400", "distance > 800 & dep_delay < 16 | arr_delay > 30",
+    "distance > 800 & distance < 1400",
+    "not (distance > 1000) or carrier in ['DL', 'AA']", "carrier not in ['UA']", "500 < distance <= 1416",
+    "`dep_time` > 540", "index > 1", "abs(dep_delay) > 4 and distance % 2 == 0", "~(carrier == 'UA')",
+    "dep_delay > @limit",
+])
+def test_filter_rows_keeps_what_query_keeps(flights_like, where):
+    """Expressions are applied to the columns directly, as `DataFrame.eval` applies them: `&` and `|` ranked
+    as `and` and `or`, backquoted names, the index."""
+    out = clean.filter_rows(flights_like, where, {"limit": 3})
+    assert out.index.tolist() == flights_like.query(where, local_dict={"limit": 3}).index.tolist()
+
+
 def test_filter_rows_drops_missing_from_nullable_columns():
     df = pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64")})
     assert clean.filter_rows(df, "n > 1")["n"].tolist() == [3]
