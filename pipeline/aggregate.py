@@ -207,6 +207,8 @@ class GroupAggregate:
     def finalize(self, part: AggState) -> pd.DataFrame:
         part = self.combine([part])
         if isinstance(part.frame, pa.Table):
+            if self.by and not set(self.by) & set(self.aggs):
+                return aggregate_arrow.finalize(self, part.frame)
             part = AggState(aggregate_arrow.as_pandas(self, [part.frame])[0])
         state = part.frame if self.by else _one_row(part.frame)
         result = pd.DataFrame(index=state.index)

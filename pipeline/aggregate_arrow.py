@@ -64,6 +64,22 @@ def arrow_combine(agg: "GroupAggregate", frames: Sequence[pa.Table]) -> "AggStat
     return AggState(_group(whole, agg.keys, [(name, _COMBINE[name.partition("\0")[2]]) for name in names], names))
 
 
+def finalize(agg: "GroupAggregate", state: pa.Table) -> pd.DataFrame:
+    """The result of a keyed aggregate's Arrow state, as pandas' group-by gives it. Its keys are plain and
+    none is missing, so Arrow's sort is pandas' group order, several keys sorted many times faster than a
+    frame; the state converts once, with no index of the keys built and reset."""
+    from pipeline.aggregate import STATES
+
+    frame = state.sort_by([(key, "ascending") for key in agg.by]).to_pandas(types_mapper=pandas_dtype)
+    columns = {key: frame[key] for key in agg.by}
+    for out, (column, fn, _) in agg.aggs.items():
+        if fn == "mean":  # a decimal sum too; as pandas converts it (Arrow's cast rounds some values otherwise)
+            columns[out] = frame[f"{column}\0sum"].astype("float64") / frame[f"{column}\0count"]
+        else:
+            columns[out] = frame[f"{column}\0{STATES[fn][0]}"]
+    return pd.DataFrame(columns)
+
+
 def state_names(agg: "GroupAggregate") -> list[str]:
     """The state columns, in the pandas partial's order: rows per group, then each output's states."""
     from pipeline.aggregate import STATES
