@@ -205,6 +205,8 @@ def _key_table(table: pa.Table, keys: tuple[str, ...], types: list[pa.DataType],
 
 def _matched_rows(left: pa.Table, right: pa.Table, spec: JoinSpec) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
     """Row numbers of each output row on the left and on the right (null where that side has no row)."""
+    if (kept := _semi_by_set(left, right, spec)) is not None:
+        return kept, None
     types = _key_types(spec, left.schema, right.schema)
     lkeys = _key_table(left, spec.left_on, types, "l")
     rkeys = _key_table(right, spec.right_on, types, "r")
@@ -225,6 +227,28 @@ def _values(column: _Column, left: pa.Table, right: pa.Table, spec: JoinSpec,
     to = _key_types(spec, left.schema, right.schema)[key]
     return pc.coalesce(_cast(left.column(column.index), to).take(lrow),
                        _cast(right.column(spec.right_on[key]), to).take(rrow))
+
+
+def _semi_by_set(left: pa.Table, right: pa.Table, spec: JoinSpec) -> pa.Array | None:
+    """The left rows a semi (or anti) join on one integer key keeps, in order, when one side has far fewer
+    rows: the other side's keys are looked up in a set of its keys. Arrow's hash join builds its table of
+    the right side's keys however few the left rows (TPC-H Q4: 2,000 orders against 127,000 line items a
+    partition, 17 ms against 5). None for other joins, or sides of like size (the hash join is faster)."""
+    if spec.how not in ("semi", "anti") or len(spec.left_on) != 1:
+        return None
+    lkeys, rkeys = left.column(spec.left_on[0]), right.column(spec.right_on[0])
+    if not all(pa.types.is_integer(c.type) and c.type != pa.uint64() for c in (lkeys, rkeys)):
+        return None
+    if _FAR_FEWER * min(len(lkeys), len(rkeys)) > max(len(lkeys), len(rkeys)):
+        return None
+    lkeys, rkeys = lkeys.cast(pa.int64()), rkeys.drop_null().cast(pa.int64())  # a null key matches nothing
+    if len(lkeys) < len(rkeys):  # the right keys that match, as the set the left looks up
+        rkeys = pc.unique(rkeys.filter(pc.is_in(rkeys, value_set=pc.unique(lkeys.drop_null()))))
+    found = pc.is_in(lkeys, value_set=rkeys).to_numpy(zero_copy_only=False)
+    return pa.array(np.flatnonzero(found if spec.how == "semi" else ~found))
+
+
+_FAR_FEWER = 16  # one side this many times smaller than the other: a semi join looks keys up in a set
 
 
 def join_tables(left: pa.Table, right: pa.Table, spec: JoinSpec,

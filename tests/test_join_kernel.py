@@ -96,6 +96,20 @@ def test_every_how_equals_pandas_with_sql_nulls(case: tuple[pa.Table, pa.Table, 
     assert got.schema == spec.output_schema(left.schema, right.schema)
 
 
+@settings(max_examples=100, deadline=None)
+@given(few=st.lists(st.one_of(st.none(), st.integers(0, 40)), max_size=4),
+       many=st.lists(st.one_of(st.none(), st.integers(0, 40)), min_size=64, max_size=200),
+       how=st.sampled_from(["semi", "anti"]), few_on_left=st.booleans())
+def test_a_semi_join_of_sides_far_apart_in_size_equals_pandas(few: list, many: list, how: str, few_on_left: bool):
+    """One side at least 16 times the other: its keys are looked up in a set of the other's (int32 against
+    int64, nulls never matching), not hash-joined; the same rows."""
+    lkeys, rkeys = (few, many) if few_on_left else (many, few)
+    left = pa.table({"k": pa.array(lkeys, pa.int64()), "a": pa.array(range(len(lkeys)), pa.int64())})
+    right = pa.table({"k": pa.array(rkeys, pa.int32()), "b": pa.array(range(len(rkeys)), pa.int64())})
+    spec = JoinSpec.of(on="k", how=how)
+    assert_same_rows(join_tables(left, right, spec), reference(pandas_frame(left), pandas_frame(right), spec))
+
+
 NULLS = pa.table({"k": pa.array([None], pa.int64()), "a": [1]})
 NULLS_RIGHT = pa.table({"k": pa.array([None], pa.int64()), "b": [2]})
 
