@@ -175,7 +175,10 @@ SYSTEMS: dict[str, Callable[[TpchSpec, Timer], contextlib.AbstractContextManager
     "dask-distributed": dask_distributed,
     "ray-data": ray_data,
 }
-DEFAULT_LABELS = (*SYSTEMS, "ours-processes" + FLOAT64)
+# each target's two systems run one after the other: a machine whose speed drifts over a half-hour run (by
+# 20-30% here) then skews their ratio least
+DEFAULT_LABELS = ("ours-processes", "ours-processes" + FLOAT64, "duckdb", "polars", "pandas-whole", "dask-threads",
+                  "ours-dask", "dask-distributed", "ours-ray", "ray-data")
 
 
 def system_of(label: str) -> str:
