@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ast
 import functools
+import io
 import math
 import operator
 import re
+import tokenize
 from collections.abc import Callable, Iterable, Mapping
 from functools import reduce
 from numbers import Real
@@ -86,10 +88,10 @@ def evaluate(df: pd.DataFrame, expr: str, stage: str, values: Mapping[str, Any] 
 def _eval(df: pd.DataFrame, expr: str, values: dict[str, Any]) -> pd.Series | object:
     """The operators applied to the columns, as ``DataFrame.eval`` applies them without numexpr, but without
     its parsing and type checks, which cost several times the evaluation of a comparison. Where that does
-    not do (syntax or names of ``eval``'s own, ``&``/``|``, which ``eval`` ranks as ``and``/``or``, or an
-    error, which ``eval`` then words), ``DataFrame.eval``; where that refuses Arrow-backed columns (its type
-    check cannot type a decimal next to a number, as in ``price * (1 - discount)``), the operators again. A
-    refusal is remembered for the expression and the columns' types, so later chunks skip the attempt."""
+    not do (syntax or names of ``eval``'s own, or an error, which ``eval`` then words), ``DataFrame.eval``;
+    where that refuses Arrow-backed columns (its type check cannot type a decimal next to a number, as in
+    ``price * (1 - discount)``), the operators again. A refusal is remembered for the expression and the
+    columns' types, so later chunks skip the attempt."""
     if (plain := _plain(expr)) is not None:
         try:
             return _columnwise(df, plain, values)
@@ -109,21 +111,29 @@ def _eval(df: pd.DataFrame, expr: str, values: dict[str, Any]) -> pd.Series | ob
 
 @functools.lru_cache(maxsize=256)
 def _parsed(expr: str) -> ast.AST:
-    return ast.parse(expr.strip().replace("@", _VALUE), mode="eval").body
+    """The expression as Python parses it once ``&`` and ``|`` are read as ``and`` and ``or``, as
+    ``DataFrame.eval`` reads them: in Python they bind tighter than comparisons, so ``a > 1 & b < 2`` would
+    compare ``a`` with ``1 & b``. Python's own ``and``/``or`` of columns are applied elementwise here too."""
+    source = expr.strip().replace("@", _VALUE)
+    try:
+        tokens = [(tokenize.NAME, _BOOLEAN[t.string]) if t.type == tokenize.OP and t.string in _BOOLEAN
+                  else (t.type, t.string) for t in tokenize.generate_tokens(io.StringIO(source).readline)]
+    except tokenize.TokenError as exc:
+        raise SyntaxError(str(exc)) from None
+    return ast.parse(tokenize.untokenize(tokens), mode="eval").body
 
 
 @functools.lru_cache(maxsize=256)
 def _plain(expr: str) -> ast.AST | None:
-    """The parsed expression where Python's grammar means what ``DataFrame.eval`` does: None for a syntax
-    Python does not have (backquoted names) or ``&``/``|``, which bind tighter in Python than comparisons."""
+    """The parsed expression, or None for a syntax Python does not have (backquoted names), which only
+    ``DataFrame.eval`` reads."""
     try:
-        node = _parsed(expr)
+        return _parsed(expr)
     except SyntaxError:
         return None
-    bitwise = any(isinstance(n, ast.BinOp) and isinstance(n.op, (ast.BitAnd, ast.BitOr)) for n in ast.walk(node))
-    return None if bitwise else node
 
 
+_BOOLEAN = {"&": "and", "|": "or"}
 _VALUE = "_value_"  # `@name` in an expression, where the fallback parses it as Python
 _REFUSED: set[tuple] = set()  # (expression, column types) that DataFrame.eval refused
 _REMEMBERED = 1024

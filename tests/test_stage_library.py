@@ -8,11 +8,13 @@ import inspect
 import math
 import sys
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -86,6 +88,17 @@ def test_filter_rows_keeps_what_query_keeps(flights_like, where):
     as `and` and `or`, backquoted names, the index."""
     out = clean.filter_rows(flights_like, where, {"limit": 3})
     assert out.index.tolist() == flights_like.query(where, local_dict={"limit": 3}).index.tolist()
+
+
+def test_filter_rows_reads_ampersand_as_and_over_decimal_arithmetic():
+    """Arithmetic on decimals, which `DataFrame.eval` refuses, is applied to the columns: `&` and `|` still
+    bind as `and` and `or` there, not as Python's bitwise operators (which would compare `p * (1 - d)` with
+    `2 & q`)."""
+    decimal = pd.ArrowDtype(pa.decimal128(5, 2))
+    df = pd.DataFrame({"p": pd.array([Decimal("1.5"), Decimal("7"), Decimal("9")], dtype=decimal),
+                       "d": pd.array([Decimal("0.5")] * 3, dtype=decimal), "q": [1, 2, 5]})
+    for where in ("p * (1 - d) > 2 & q < 3", "p * (1 - d) > 2 and q < 3", "not (p * (1 - d) <= 2 | q >= 3)"):
+        assert clean.filter_rows(df, where).index.tolist() == [1], where
 
 
 def test_filter_rows_drops_missing_from_nullable_columns():
