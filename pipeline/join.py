@@ -229,6 +229,11 @@ def _values(column: _Column, left: pa.Table, right: pa.Table, spec: JoinSpec,
                        _cast(right.column(spec.right_on[key]), to).take(rrow))
 
 
+def is_lookup_key(t: pa.DataType) -> bool:
+    """Whether a key of this type can be looked up as int64 (an integer; uint64 does not fit)."""
+    return pa.types.is_integer(t) and t != pa.uint64()
+
+
 def _semi_by_set(left: pa.Table, right: pa.Table, spec: JoinSpec) -> pa.Array | None:
     """The left rows a semi (or anti) join on one integer key keeps, in order, when one side has far fewer
     rows: the other side's keys are looked up in a set of its keys. Arrow's hash join builds its table of
@@ -237,7 +242,7 @@ def _semi_by_set(left: pa.Table, right: pa.Table, spec: JoinSpec) -> pa.Array | 
     if spec.how not in ("semi", "anti") or len(spec.left_on) != 1:
         return None
     lkeys, rkeys = left.column(spec.left_on[0]), right.column(spec.right_on[0])
-    if not all(pa.types.is_integer(c.type) and c.type != pa.uint64() for c in (lkeys, rkeys)):
+    if not all(is_lookup_key(c.type) for c in (lkeys, rkeys)):
         return None
     if _FAR_FEWER * min(len(lkeys), len(rkeys)) > max(len(lkeys), len(rkeys)):
         return None

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.join import JoinSpec
+from pipeline.join import JoinSpec, is_lookup_key
 
 Rows = tuple[pa.Array, pa.Array | None]
 _BIG_IS_LEFT = ("inner", "left", "semi", "anti")  # the joins a lookup answers, big side on the left
@@ -46,11 +46,6 @@ class SmallSide:
         if key not in self._indexes:
             self._indexes[key] = _index(self.table.column(key))
         return self._indexes[key]
-
-
-def is_lookup_key(t: pa.DataType) -> bool:
-    """Whether a key of this type can be looked up (an integer; uint64 does not fit the int64 lookup)."""
-    return pa.types.is_integer(t) and t != pa.uint64()
 
 
 def _index(column: pa.ChunkedArray) -> pd.Index | Sorted | None:
