@@ -305,6 +305,16 @@ def read_partition(paths: Sequence[str], partition: int, schema: pa.Schema | Non
     return table.select(schema.names).cast(schema) if schema is not None else table
 
 
+def read_maps(paths: Sequence[str]) -> pa.Table:
+    """Every row of the map files at `paths`, each file read once: a whole exchanged side, as a broadcast."""
+    parts = []
+    for path in paths:
+        for piece in indexed.read_pieces(path):
+            with pa.ipc.open_stream(piece) as reader:
+                parts.append(reader.read_all().replace_schema_metadata(None))
+    return pa.concat_tables(parts, promote_options="permissive").unify_dictionaries()
+
+
 def partition_sizes(outputs: Sequence[MapOutput], n: int) -> tuple[list[int], list[int]]:
     """Total (rows, bytes) per partition over all map outputs: how the planner spots a skewed partition."""
     return [sum(o.rows[p] for o in outputs) for p in range(n)], [sum(o.bytes[p] for o in outputs) for p in range(n)]

@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline import adaptive_join as adaptive
 from pipeline import partitioned_aggregate as ranged
 from pipeline import shuffle, tasks
 from pipeline.checkpoint import Checkpoint, fingerprints
@@ -36,7 +37,9 @@ from pipeline.io.chunk import Chunk, Piece
 from pipeline.io.scratch import ExchangeSource, ScratchSink, ScratchSource
 from pipeline.io.source import Source
 from pipeline.join import JoinSpec, check_join
-from pipeline.joining import BroadcastJoin, JoinSource, small_side
+from pipeline.exchange import read_maps
+from pipeline.joining import (BROADCAST_ROWS, LOOKUP_BYTES, BroadcastJoin, JoinSource, joined_rows, maybe_small,
+                              small_side)
 from pipeline.plan import DEFAULT_FAN_IN, Plan, Ref, Task, add_tree, discover
 from pipeline.stage import Stage
 
@@ -195,6 +198,11 @@ class GraphCompiler:
     def _exchange(self, upstream: Parts, spec: shuffle.Exchange, name: str, n: int | None = None) -> Parts:
         """Map every part into `n` partitions by `spec`; the result's part p is partition p. A key the
         upstream's known columns lack is refused here, before anything runs."""
+        return self._exchange_maps(upstream, spec, name, n=n)[0]
+
+    def _exchange_maps(self, upstream: Parts, spec: shuffle.Exchange, name: str, map_fn: Any = shuffle.map_chunk,
+                       n: int | None = None) -> tuple[Parts, list[str]]:
+        """`_exchange`, and the keys of its map tasks (`map_fn`)."""
         columns = None if upstream.stages or upstream.schema is None else upstream.schema.names
         missing = [key for key in spec.keys if columns is not None and key not in columns]
         if missing:
@@ -211,11 +219,11 @@ class GraphCompiler:
                                    f"{name}: boundaries")
             boundaries = Ref(key)
         source = ExchangeSource(folder, len(upstream.chunks), f"exchange of {name} by {', '.join(spec.keys)}")
-        maps = self._each_part(upstream, prefix, "map", "exchange", shuffle.map_chunk, (spec, n, source, boundaries))
+        maps = self._each_part(upstream, prefix, "map", "exchange", map_fn, (spec, n, source, boundaries))
         done = f"{prefix}/done"
         args = (source.name, spec.keys, self.partition_limit, *(Ref(k) for k in maps))
         self.tasks[done] = Task(done, shuffle.check_skew, args, f"{name}: partition sizes")
-        return Parts(name, source, tuple(source.chunks(n)), after=(done,), rows=upstream.rows)
+        return Parts(name, source, tuple(source.chunks(n)), after=(done,), rows=upstream.rows), maps
 
     def _join(self, dataset: Dataset) -> Parts:
         left, right = self.parts(dataset.parent), self.parts(dataset.right)
@@ -226,6 +234,10 @@ class GraphCompiler:
                           None if right.stages else right.schema)
         if side is not None:
             return self._broadcast(dataset.name, left, right, spec, side)
+        side = maybe_small(spec, left.rows, right.rows)
+        big_parts = len((right if side == "left" else left).chunks)
+        if side is not None and 0 < big_parts <= MAX_PARTITIONS:
+            return self._adaptive_join(dataset.name, left, right, spec, side)
         n = max(1, min(MAX_PARTITIONS, max(len(left.chunks), len(right.chunks))))
         left_x = self._exchange(left, shuffle.Exchange("hash", spec.left_on, partitions=n), left.name)
         right_x = self._exchange(right, shuffle.Exchange("hash", spec.right_on, partitions=n), right.name)
@@ -234,7 +246,34 @@ class GraphCompiler:
         name = f"join {left.name} ⋈ {right.name}"
         source = JoinSource(left_x.source, right_x.source, spec, name)
         chunks = tuple(Chunk(p, (Piece(f"{name}, partition {p}"),)) for p in range(n))
-        return Parts(dataset.name, source, chunks, after=(*left_x.after, *right_x.after))
+        return Parts(dataset.name, source, chunks, after=(*left_x.after, *right_x.after),
+                     rows=joined_rows(spec, left.rows, right.rows))
+
+    def _adaptive_join(self, name: str, left: Parts, right: Parts, spec: JoinSpec, side: str) -> Parts:
+        """`side` is exchanged first and, if it proves small, broadcast (`pipeline.adaptive_join`)."""
+        small, big = (left, right) if side == "left" else (right, left)
+        n = len(big.chunks)
+        small_keys, big_keys = (spec.left_on, spec.right_on) if side == "left" else (spec.right_on, spec.left_on)
+        small_x, maps = self._exchange_maps(small, shuffle.Exchange("hash", small_keys, partitions=n), small.name)
+        prefix = self._prefix(f"{name}.strategy")
+        choice = storage.join(self.scratch, prefix, "choice")
+        chosen = f"{prefix}/choose"
+        counts = (choice, BROADCAST_ROWS, LOOKUP_BYTES, *(Ref(k) for k in maps))
+        self.tasks[chosen] = Task(chosen, adaptive.choose, counts, f"{name}: choose")
+        big_x, _ = self._exchange_maps(replace(big, after=(*big.after, chosen)),
+                                       shuffle.Exchange("hash", big_keys, partitions=n), big.name,
+                                       adaptive.map_unless_broadcast)
+        left_x, right_x = (small_x, big_x) if side == "left" else (big_x, small_x)
+        joined = f"join {left.name} ⋈ {right.name}"
+        paths = tuple(small_x.source.map_path(m) for m in range(len(small.chunks)))
+        source = adaptive.AdaptiveJoinSource(
+            JoinSource(left_x.source, right_x.source, spec, joined), big.source, big.chunks, big.stages,
+            BroadcastJoin(paths, spec, side == "left", read_maps), choice)
+        self.notes.append(f"{name}: {spec.how} join of {left.name} and {right.name}: {small.name} broadcast if it "
+                          f"has at most {BROADCAST_ROWS:,} rows, else both exchanged by hash of the keys into {n} "
+                          "partitions")
+        chunks = tuple(Chunk(p, (Piece(f"{joined}, part {p}"),)) for p in range(n))
+        return Parts(name, source, chunks, after=(*left_x.after, *right_x.after))
 
     def _broadcast(self, name: str, left: Parts, right: Parts, spec: JoinSpec, side: str) -> Parts:
         small, big = (left, right) if side == "left" else (right, left)
@@ -245,8 +284,8 @@ class GraphCompiler:
         probe = Stage(BroadcastJoin(paths, spec, side == "left"), f"join {small.name}")
         bound = f" ({small.rows:,} rows at most)" if small.rows is not None else ""
         self.notes.append(f"{name}: {spec.how} join of {left.name} and {right.name}, {small.name} broadcast{bound}")
-        rows = big.rows if spec.how in ("semi", "anti") else None
-        return replace(big, name=name, stages=(*big.stages, probe), after=(*big.after, done), rows=rows,
+        return replace(big, name=name, stages=(*big.stages, probe), after=(*big.after, done),
+                       rows=joined_rows(spec, left.rows, right.rows),
                        resumable=False)
 
     def write(self, parts: Parts, sink: Sink) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -75,6 +75,30 @@ def small_side(spec: JoinSpec, left_rows: int | None, right_rows: int | None,
     return min(known, key=lambda side: rows[side]) if known else None
 
 
+def joined_rows(spec: JoinSpec, left_rows: int | None, right_rows: int | None) -> int | None:
+    """At most how many rows the join makes, where known before running: a semi or anti join keeps some of the
+    left side's rows; any other makes at most every pair (and outer joins each unmatched row), kept only when
+    that is small enough to broadcast (supplier joined to nation), as the product of two big sides would
+    mislead whatever reads it as a size (a keyed aggregate choosing to combine by key ranges)."""
+    if spec.how in ("semi", "anti"):
+        return left_rows
+    if left_rows is None or right_rows is None:
+        return None
+    pairs = left_rows * right_rows + (0 if spec.how == "inner" else left_rows + right_rows)
+    return pairs if pairs <= BROADCAST_ROWS else None
+
+
+def maybe_small(spec: JoinSpec, left_rows: int | None, right_rows: int | None) -> str | None:
+    """The side to count while running and broadcast if small (`pipeline.adaptive_join`), when `small_side`
+    chose none before running: one that may be broadcast whose rows are not known before running (a join's or
+    an aggregate's result, often far smaller than its inputs), the right side first, where the smaller side is
+    conventionally written."""
+    unknown = [side for side in broadcastable(spec) if {"left": left_rows, "right": right_rows}[side] is None]
+    if spec.strategy != "auto" or not unknown:
+        return None
+    return "right" if "right" in unknown else unknown[0]
+
+
 def _row_bytes(schema: pa.Schema) -> int:
     """A row's size in memory, estimated: fixed-width columns by their width, any other (text) as 32 bytes."""
     def width(kind: pa.DataType) -> int:
@@ -88,30 +112,32 @@ def _row_bytes(schema: pa.Schema) -> int:
 
 @dataclass(frozen=True)
 class BroadcastJoin:
-    """A per-chunk stage: join the chunk with the whole small side, read from its part files."""
+    """A per-chunk stage: join the chunk with the whole small side, read from its part files (`read`:
+    IPC files, or an exchange's map files)."""
 
     paths: tuple[str, ...]
     spec: JoinSpec
     small_is_left: bool
+    read: Callable[[Sequence[str]], pa.Table] = read_ipc_files
 
     batch = "arrow"
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        small = _small(self.paths)
+        small = _small(self.paths, self.read)
         rows = matched_rows(small, table, self.spec, self.small_is_left)
         if self.small_is_left:
             return join_tables(small.table, table, self.spec, rows)
         return join_tables(table, small.table, self.spec, rows)
 
 
-def _small(paths: tuple[str, ...]) -> SmallSide:
+def _small(paths: tuple[str, ...], read: Callable[[Sequence[str]], pa.Table]) -> SmallSide:
     """The small side, read once per process: every part of the big side in this process joins with it."""
     with _SIDES_LOCK:
         table = _SIDES.get(paths)
         if table is not None:
             _SIDES.move_to_end(paths)
             return table
-    table = SmallSide(read_ipc_files(paths))
+    table = SmallSide(read(paths))
     with _SIDES_LOCK:
         _SIDES[paths] = table
         while len(_SIDES) > _KEPT:

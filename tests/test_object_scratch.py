@@ -82,16 +82,25 @@ def fail_on_big(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def over_one(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["lines"] > 1]
+
+
 def graph(orders: Dataset, lineitem: Dataset, fail: bool = False) -> dict[str, Dataset]:
-    """Line items ⋈ orders by shuffle, aggregated by region; and per-order totals (an aggregate combined in
-    two key ranges, its states cut through the scratch) joined back to the orders by broadcast."""
+    """Line items ⋈ orders by shuffle, aggregated by region; per-order totals (an aggregate combined in two
+    key ranges, its states cut through the scratch) joined back to the orders by broadcast; and the joined
+    line items of orders with more than one line, a semi join whose strategy is chosen while it runs (its
+    small side read from the scratch by every worker), aggregated by region."""
     joined = lineitem.join(orders, on="okey", how="inner", strategy="shuffle")
     per_region = joined.aggregate(by="region", aggs={"items": ["lid", "size"], "qty": ["qty", "sum"]})
     totals = lineitem.aggregate(by="okey", aggs={"qty_sum": ["qty", "sum"]}, partitions=2)  # by key range
     if fail:
         totals = totals.then(fail_on_big)
     enriched = orders.join(totals, on="okey", how="left", strategy="broadcast")
-    return {"per_region": per_region, "enriched": enriched}
+    counted = lineitem.aggregate(by="okey", aggs={"lines": ["lid", "size"]})  # rows unknown until it runs
+    busy = joined.join(counted.then(over_one), on="okey", how="semi")  # broadcast once it proves small
+    per_busy_region = busy.aggregate(by="region", aggs={"items": ["lid", "size"]})
+    return {"per_region": per_region, "enriched": enriched, "per_busy_region": per_busy_region}
 
 
 def outputs(datasets: dict[str, Dataset], base: str, opts: dict[str, str] | None = None) -> list[Output]:
@@ -104,7 +113,7 @@ def frame(table: pa.Table | pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return df.sort_values(by).reset_index(drop=True)
 
 
-SORT = {"per_region": ["region"], "enriched": ["okey"]}
+SORT = {"per_region": ["region"], "enriched": ["okey"], "per_busy_region": ["region"]}
 
 
 def local_result(inputs: dict[str, Path], tmp: Path) -> dict[str, pd.DataFrame]:
@@ -148,13 +157,13 @@ def test_scratch_on_s3_gives_the_local_rows_and_is_removed(s3_server, uploaded, 
     expected = local_result(inputs, tmp_path / "local")
     out = s3_server.bucket("out")
     manifests = run(*outputs(graph(*s3_inputs(uploaded, opts)), f"s3://{out}/result", opts), engine=engine)
-    assert set(manifests) == {f"s3://{out}/result/per_region", f"s3://{out}/result/enriched"}
+    assert set(manifests) == {f"s3://{out}/result/{name}" for name in SORT}
     got = s3_result(s3_server, f"{out}/result")
     for name in SORT:
         pd.testing.assert_frame_equal(got[name], expected[name], check_dtype=False)
     listed = objects(s3_server, out)
     assert [o for o in listed if ".scratch-" in o] == []  # the scratch prefix is gone
-    assert all(o.startswith(("result/per_region/", "result/enriched/")) for o in listed)
+    assert all(o.startswith(tuple(f"result/{name}/" for name in SORT)) for o in listed)
 
 
 def test_scratch_is_written_beside_the_first_object_output(s3_server, uploaded, opts, monkeypatch, engine):
@@ -179,6 +188,7 @@ def test_scratch_is_written_beside_the_first_object_output(s3_server, uploaded, 
     assert any(f.endswith(".arrow") and "/part-" in f for f in files)  # reductions and the broadcast side
     assert any(f.endswith(".pickle") and "/state-" in f for f in files)  # the per-range aggregate's states...
     assert any(f.endswith(".pickle") and "/split-" in f for f in files)  # ...and their cuts
+    assert any(f.endswith("/choice") for f in files)  # the semi join's strategy, chosen while running
     assert objects(s3_server, str(folder).removeprefix("s3://")) == []
 
 

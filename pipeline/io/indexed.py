@@ -78,12 +78,31 @@ def read_piece(path: str, index: int) -> pa.Buffer:
         return source.read_at(end - start, start)
 
 
-def _piece_range(size: int, read_at: Callable[[int, int], pa.Buffer], path: str, index: int) -> tuple[int, int]:
-    """Where piece `index` starts and ends in a file of `size` bytes; `read_at(offset, nbytes)` reads it."""
+def read_pieces(path: str) -> list[pa.Buffer]:
+    """Every piece of a file `write_pieces` made, the file read once (memory-mapped locally)."""
+    if storage.is_local(path):
+        with pa.memory_map(path) as source:
+            whole = source.read_buffer()
+    else:
+        fs, inner = storage.object_fs(path)
+        with fs.open_input_file(inner) as source:
+            whole = source.read_buffer()
+    count = _piece_count(whole.size, lambda at, size: whole.slice(at, size), path)
+    footer = whole.slice(whole.size - _TAIL.size - 8 * (count + 1), 8 * (count + 1))
+    starts = np.frombuffer(footer, dtype="<i8").tolist()
+    return [whole.slice(start, end - start) for start, end in zip(starts[:-1], starts[1:])]
+
+
+def _piece_count(size: int, read_at: Callable[[int, int], pa.Buffer], path: str) -> int:
     tail = bytes(read_at(size - _TAIL.size, _TAIL.size)) if size >= _TAIL.size else b""
     if tail[8:] != MAGIC:
         raise ValueError(f"{path} is not a scratch file of pieces (no index at its end)")
-    count, _ = _TAIL.unpack(tail)
+    return _TAIL.unpack(tail)[0]
+
+
+def _piece_range(size: int, read_at: Callable[[int, int], pa.Buffer], path: str, index: int) -> tuple[int, int]:
+    """Where piece `index` starts and ends in a file of `size` bytes; `read_at(offset, nbytes)` reads it."""
+    count = _piece_count(size, read_at, path)
     if not 0 <= index < count:
         raise ValueError(f"{path} has pieces 0..{count - 1}, not {index}")
     starts = np.frombuffer(bytes(read_at(size - _TAIL.size - 8 * (count + 1) + 8 * index, 16)), dtype="<i8")
