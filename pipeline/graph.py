@@ -38,8 +38,8 @@ from pipeline.io.scratch import ExchangeSource, ScratchSink, ScratchSource
 from pipeline.io.source import Source
 from pipeline.join import JoinSpec, check_join
 from pipeline.exchange import read_maps
-from pipeline.joining import (BROADCAST_ROWS, LOOKUP_BYTES, BroadcastJoin, JoinSource, joined_rows, maybe_small,
-                              small_side)
+from pipeline.joining import (BROADCAST_ROWS, LOOKUP_BYTES, BroadcastJoin, JoinSource, KeysOnly, joined_rows,
+                              maybe_small, small_side)
 from pipeline.plan import DEFAULT_FAN_IN, Plan, Ref, Task, add_tree, discover
 from pipeline.stage import Stage
 
@@ -232,6 +232,8 @@ class GraphCompiler:
                    left.name, right.name)
         side = small_side(spec, left.rows, right.rows, None if left.stages else left.schema,
                           None if right.stages else right.schema)
+        if spec.how in ("semi", "anti"):  # decided with the right side's columns known; then only keys matter
+            right = replace(right, stages=(*right.stages, Stage(KeysOnly(spec.right_on), f"keys of {right.name}")))
         if side is not None:
             return self._broadcast(dataset.name, left, right, spec, side)
         side = maybe_small(spec, left.rows, right.rows)

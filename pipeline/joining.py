@@ -130,6 +130,23 @@ class BroadcastJoin:
         return join_tables(table, small.table, self.spec, rows)
 
 
+@dataclass(frozen=True)
+class KeysOnly:
+    """A per-chunk stage of a semi or anti join's right side: only its keys decide which left rows are kept, so
+    only they are exchanged or broadcast (TPC-H Q4: the late line items' order keys, not their dates). Not
+    deduplicated: a distinct per chunk costs more than the rows it saves."""
+
+    keys: tuple[str, ...]
+
+    batch = "arrow"
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        missing = [key for key in self.keys if key not in table.column_names]
+        if missing:
+            raise KeyError(f"key column(s) {missing} not in the data (has {table.column_names})")
+        return table.select(list(self.keys))
+
+
 def _small(paths: tuple[str, ...], read: Callable[[Sequence[str]], pa.Table]) -> SmallSide:
     """The small side, read once per process: every part of the big side in this process joins with it."""
     with _SIDES_LOCK:

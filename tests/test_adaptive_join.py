@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cloudpickle
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from pipeline import graph, joining
@@ -122,3 +123,18 @@ def test_join_rows_are_bounded_before_running_where_small(how: str, left: int | 
                                                           bound: int | None):
     spec = JoinSpec.of("k", None, None, how, ("", "_right"), "auto")
     assert joining.joined_rows(spec, left, right) == bound
+
+
+def test_semi_and_anti_joins_move_only_the_keys_of_the_right_side(inputs: dict[str, Path]):
+    """The exchanged (or broadcast) right side of a semi join is its key columns; the rows kept are pandas'
+    (the conformance suite checks every kind; this checks what is moved)."""
+    from pipeline.joining import KeysOnly
+
+    customers = pa.Table.from_pandas(read_back(inputs["customers"]), preserve_index=False)
+    keys = KeysOnly(("okey", "region"))(customers)
+    assert keys.equals(customers.select(["okey", "region"]))
+    with pytest.raises(KeyError, match="'nokey'"):
+        KeysOnly(("nokey",))(customers)
+    output = Output(dataset(inputs, "orders").join(per_customer(inputs), on=["okey", "region"], how="semi"),
+                    MemorySink())
+    assert any("keys of customers" in task.label for task in describe([output]))

@@ -32,7 +32,10 @@ from pipeline.io.check import check_files
 from pipeline.io.manifest import SUCCESS
 from pipeline.io import storage
 
-DEFAULT_CHUNK_ROWS = 250_000  # a pandas chunk is held whole, with its temporaries, by one worker
+# A pandas chunk is held whole, with its temporaries, by one worker; each chunk fewer saves a task's fixed cost
+# (TPC-H SF 1 on 2 workers: 500,000 rows run the 22 queries in 0.87x the time of 250,000; 1,000,000 in 0.84x,
+# but then 1.5 million orders are two chunks, too few for two workers to share evenly)
+DEFAULT_CHUNK_ROWS = 500_000
 FORMATS = ("parquet", "csv")
 _LOCAL = storage.LOCAL
 _NO_PARTITION = ds.scalar(True)  # a file outside hive partitions: no partition columns to add
