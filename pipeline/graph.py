@@ -44,6 +44,10 @@ from pipeline.plan import DEFAULT_FAN_IN, Plan, Ref, Task, add_tree, discover
 from pipeline.stage import Stage
 
 MAX_PARTITIONS = 256  # an exchange's default partition count: the parts it reads from, at most this
+# A join chosen while running makes one part per part of the side it may not broadcast; if that side has
+# fewer parts than the other, a shuffle's partitions are bigger than the other side's chunks: at most this
+# many times, or the join is a plain shuffle (into as many partitions as the side with most parts)
+ADAPTIVE_SPREAD = 8
 
 
 @dataclass(frozen=True)
@@ -237,8 +241,9 @@ class GraphCompiler:
         if side is not None:
             return self._broadcast(dataset.name, left, right, spec, side)
         side = maybe_small(spec, left.rows, right.rows)
-        big_parts = len((right if side == "left" else left).chunks)
-        if side is not None and 0 < big_parts <= MAX_PARTITIONS:
+        small, big = (left, right) if side == "left" else (right, left)
+        if side is not None and 0 < len(big.chunks) <= MAX_PARTITIONS and \
+                len(big.chunks) * ADAPTIVE_SPREAD >= len(small.chunks):
             return self._adaptive_join(dataset.name, left, right, spec, side)
         n = max(1, min(MAX_PARTITIONS, max(len(left.chunks), len(right.chunks))))
         left_x = self._exchange(left, shuffle.Exchange("hash", spec.left_on, partitions=n), left.name)

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline import graph, joining
 from pipeline.adaptive_join import choose, map_unless_broadcast
-from pipeline.dataset import Dataset, Output
+from pipeline.dataset import Dataset, Output, read
 from pipeline.errors import StageError
 from pipeline.exchange import MapOutput
 from pipeline.graph_run import describe
@@ -138,3 +138,18 @@ def test_semi_and_anti_joins_move_only_the_keys_of_the_right_side(inputs: dict[s
     output = Output(dataset(inputs, "orders").join(per_customer(inputs), on=["okey", "region"], how="semi"),
                     MemorySink())
     assert any("keys of customers" in task.label for task in describe([output]))
+
+
+@pytest.mark.parametrize(("ranges", "adaptive"), [(8, True), (9, False)])
+def test_a_side_with_far_more_parts_is_not_shuffled_into_the_other_sides_few(inputs: dict[str, Path],
+                                                                             monkeypatch: pytest.MonkeyPatch,
+                                                                             ranges: int, adaptive: bool):
+    """Chosen while running, the join has a part per part of the side it may not broadcast (here the
+    customers, one chunk); the aggregate it may broadcast has `ranges` parts. Over 8 times as many, a
+    shuffle into one partition would hold them all: the join is then a plain shuffle into `ranges`."""
+    monkeypatch.setattr(joining, "BROADCAST_ROWS", 100)  # the 160 customers are not known to be small
+    customers = read(str(inputs["customers"]), chunk_rows=1000)
+    totals = dataset(inputs, "lineitem").aggregate(by="okey", aggs={"qty": ["qty", "sum"]}, partitions=ranges)
+    notes = " ".join(describe([Output(customers.join(totals, on="okey"), MemorySink())]).notes)
+    assert ("broadcast if it has at most" in notes) is adaptive
+    assert (f"by shuffle, both exchanged by hash of the keys into {ranges} partitions" in notes) is not adaptive
