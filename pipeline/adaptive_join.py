@@ -93,7 +93,4 @@ class AdaptiveJoinSource:
 @functools.lru_cache(maxsize=64)
 def _broadcast(path: str) -> bool:
     """The choice `choose` wrote, read once per process."""
-    if not storage.is_local(path):
-        return storage.get(path) == _BROADCAST
-    with open(path, "rb") as file:
-        return file.read() == _BROADCAST
+    return storage.get(path) == _BROADCAST

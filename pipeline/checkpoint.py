@@ -69,10 +69,7 @@ class Checkpoint:
             return False
 
     def load(self) -> Any:
-        if not storage.is_local(self.folder):
-            return cloudpickle.loads(storage.get(self.value_path))
-        with open(self.value_path, "rb") as fh:
-            return cloudpickle.loads(fh.read())
+        return cloudpickle.loads(storage.get(self.value_path))
 
 
 def fingerprints(stages: Sequence[Stage], source: Source, kind: str) -> Callable[[Chunk], str]:

@@ -341,6 +341,10 @@ def put(path: str, data: bytes | Any) -> int:
 
 
 def get(path: str) -> bytes:
+    """A scratch file's bytes, local or an object."""
+    if is_local(path):
+        with open(path, "rb") as file:
+            return file.read()
     fs, inner = object_fs(path)
     with fs.open_input_stream(inner) as source:
         return source.readall()
