@@ -307,11 +307,7 @@ def read_partition(paths: Sequence[str], partition: int, schema: pa.Schema | Non
 
 def read_maps(paths: Sequence[str]) -> pa.Table:
     """Every row of the map files at `paths`, each file read once: a whole exchanged side, as a broadcast."""
-    parts = []
-    for path in paths:
-        for piece in indexed.read_pieces(path):
-            with pa.ipc.open_stream(piece) as reader:
-                parts.append(reader.read_all().replace_schema_metadata(None))
+    parts = [_stream(piece) for path in paths for piece in indexed.read_pieces(path)]
     return pa.concat_tables(parts, promote_options="permissive").unify_dictionaries()
 
 
@@ -323,5 +319,10 @@ def partition_sizes(outputs: Sequence[MapOutput], n: int) -> tuple[list[int], li
 def _file_part(path: str, partition: int) -> pa.Table:
     """One file's rows of `partition`: only the footer and this partition's stream are read, and the rows
     stay valid after the file is closed (or replaced by a retry)."""
-    with pa.ipc.open_stream(indexed.read_piece(path, partition)) as reader:
+    return _stream(indexed.read_piece(path, partition))
+
+
+def _stream(piece: pa.Buffer) -> pa.Table:
+    """A map file's piece: one partition's Arrow stream."""
+    with pa.ipc.open_stream(piece) as reader:
         return reader.read_all().replace_schema_metadata(None)

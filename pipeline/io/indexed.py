@@ -68,8 +68,7 @@ def read_piece(path: str, index: int) -> pa.Buffer:
     """Piece `index` of a file `write_pieces` made. Locally memory-mapped, so the bytes stay valid after the
     file is closed or replaced by a retry. Raises ValueError for a file that is not one, or has no such piece."""
     if storage.is_local(path):
-        with pa.memory_map(path) as source:
-            whole = source.read_buffer()
+        whole = _mapped(path)
         start, end = _piece_range(whole.size, lambda at, size: whole.slice(at, size), path, index)
         return whole.slice(start, end - start)
     fs, inner = storage.object_fs(path)
@@ -81,8 +80,7 @@ def read_piece(path: str, index: int) -> pa.Buffer:
 def read_pieces(path: str) -> list[pa.Buffer]:
     """Every piece of a file `write_pieces` made, the file read once (memory-mapped locally)."""
     if storage.is_local(path):
-        with pa.memory_map(path) as source:
-            whole = source.read_buffer()
+        whole = _mapped(path)
     else:
         fs, inner = storage.object_fs(path)
         with fs.open_input_file(inner) as source:
@@ -91,6 +89,12 @@ def read_pieces(path: str) -> list[pa.Buffer]:
     footer = whole.slice(whole.size - _TAIL.size - 8 * (count + 1), 8 * (count + 1))
     starts = np.frombuffer(footer, dtype="<i8").tolist()
     return [whole.slice(start, end - start) for start, end in zip(starts[:-1], starts[1:])]
+
+
+def _mapped(path: str) -> pa.Buffer:
+    """A local file memory-mapped: its bytes stay valid after it is closed or replaced by a retry."""
+    with pa.memory_map(path) as source:
+        return source.read_buffer()
 
 
 def _piece_count(size: int, read_at: Callable[[int, int], pa.Buffer], path: str) -> int:
