@@ -1,6 +1,7 @@
 """Run the 22 TPC-H queries, written as datasets, on any engine and check each answer against duckdb's.
 
-    python scripts/tpch.py --sf 0.01 [--engine processes] [--workers N] [--queries 1,3,6] [--check] [--data DIR]
+    python scripts/tpch.py --sf 0.01 [--engine processes] [--workers N] [--queries 1,3,6] [--stages polars]
+                           [--check] [--data DIR]
 
 The tables are generated once per scale factor (duckdb's dbgen, offline) into DIR/sf{SF} and reused. One
 line per query (`Q01  ok  0.84s  4 rows`, `Q07  WRONG: <first difference>`, `Q07  FAILED: <error>`), then
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the `tpch` package, 
 from pipeline.engines import ENGINES, get_engine  # noqa: E402
 from tpch import check, data  # noqa: E402
 from tpch.queries import QUERIES, Query, answer  # noqa: E402
+from tpch.stage_sets import FORMATS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -28,6 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--engine", default="processes", choices=list(ENGINES), help="engine to run on")
     parser.add_argument("--workers", type=int, default=None, help="workers (default: all cores)")
     parser.add_argument("--queries", default="", help="comma-separated query numbers (default: all 22)")
+    parser.add_argument("--stages", default="pandas", choices=FORMATS, help="batch format of the per-chunk stages")
     parser.add_argument("--check", action="store_true", help="compare every answer with duckdb's")
     parser.add_argument("--data", type=Path, default=data.DEFAULT_ROOT, help="where generated tables are kept")
     return parser.parse_args(argv)
@@ -42,11 +45,11 @@ def chosen(text: str) -> list[int]:
     return numbers
 
 
-def run_one(query: Query, where: Path, engine: Any, reference: Any) -> tuple[str, bool | None]:
+def run_one(query: Query, where: Path, engine: Any, reference: Any, stages: str) -> tuple[str, bool | None]:
     """One query's report line and whether it is right (None: not checked)."""
     started = time.perf_counter()
     try:
-        result = answer(query, where, engine)
+        result = answer(query, where, engine, stages=stages)
     except Exception as exc:  # reported as the query's failure; the other queries still run
         return f"{query.label}  FAILED: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}", False
     seconds = time.perf_counter() - started
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[bool | None] = []
     with get_engine(args.engine, workers=args.workers) as engine:
         for number in numbers:
-            line, outcome = run_one(QUERIES[number], where, engine, reference)
+            line, outcome = run_one(QUERIES[number], where, engine, reference, args.stages)
             print(line, flush=True)
             outcomes.append(outcome)
     verdict = f"{outcomes.count(True)} correct" if args.check else "not checked"

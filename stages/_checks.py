@@ -106,11 +106,11 @@ def _eval(df: pd.DataFrame, expr: str, values: dict[str, Any]) -> pd.Series | ob
                 raise
         if len(_REFUSED) < _REMEMBERED:
             _REFUSED.add(signature)
-    return _columnwise(df, _parsed(expr), values)
+    return _columnwise(df, parse_expression(expr), values)
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed(expr: str) -> ast.AST:
+def parse_expression(expr: str) -> ast.AST:
     """The expression as Python parses it once ``&`` and ``|`` are read as ``and`` and ``or``, as
     ``DataFrame.eval`` reads them: in Python they bind tighter than comparisons, so ``a > 1 & b < 2`` would
     compare ``a`` with ``1 & b``. Python's own ``and``/``or`` of columns are applied elementwise here too."""
@@ -128,7 +128,7 @@ def _plain(expr: str) -> ast.AST | None:
     """The parsed expression, or None for a syntax Python does not have (backquoted names), which only
     ``DataFrame.eval`` reads."""
     try:
-        return _parsed(expr)
+        return parse_expression(expr)
     except SyntaxError:
         return None
 

@@ -14,14 +14,15 @@ from pipeline.dataset import Dataset
 from tpch.queries_01_08 import q01, q02, q03, q04, q05, q06, q07, q08
 from tpch.queries_09_15 import q09, q10, q11, q12, q13, q14, q15
 from tpch.queries_16_22 import q16, q17, q18, q19, q20, q21, q22
+from tpch.stage_sets import StageSet, stage_set
 
 
 @dataclass(frozen=True)
 class Query:
-    """Query `number`: `build(folder of the tables)` gives its answer's dataset."""
+    """Query `number`: `build(folder of the tables, stage set)` gives its answer's dataset."""
 
     number: int
-    build: Callable[[str], Dataset]
+    build: Callable[[str, StageSet], Dataset]
     order_by: tuple[str, ...] = ()  # the ORDER BY's output columns; none: the rows form a set
 
     @property
@@ -55,6 +56,8 @@ QUERIES: dict[int, Query] = {q.number: q for q in (
 )}
 
 
-def answer(query: Query, where: Path, engine: Any = "sync", workers: int | None = None) -> pd.DataFrame:
-    """Run `query` over the tables in `where` on `engine` (a name or an engine object) into a DataFrame."""
-    return query.build(str(where)).collect(engine=engine, workers=workers)
+def answer(query: Query, where: Path, engine: Any = "sync", workers: int | None = None,
+           stages: str = "pandas") -> pd.DataFrame:
+    """Run `query` over the tables in `where` on `engine` (a name or an engine object), with its per-chunk
+    stages in the `stages` batch format, into a DataFrame."""
+    return query.build(str(where), stage_set(stages)).collect(engine=engine, workers=workers)

@@ -9,19 +9,17 @@ from datetime import date
 import pandas as pd
 
 from pipeline.dataset import Dataset, read
-from stages.clean import filter_rows
-from stages.transform import derive, select
-from tpch.functions import VOLUME, like, substring
-from tpch.queries_09_15 import on_every_row
+from tpch.functions import VOLUME
+from tpch.stage_sets import PANDAS, StageSet
 
 
-def q16(data: str) -> Dataset:
+def q16(data: str, s: StageSet = PANDAS) -> Dataset:
     """Parts/supplier relationship: NOT IN (suppliers with complaints) is an anti join."""
     complaints = (read(f"{data}/supplier.parquet", columns=["s_suppkey", "s_comment"])
-                  .then(like, column="s_comment", pattern="%Customer%Complaints%"))
+                  .then(s.like, column="s_comment", pattern="%Customer%Complaints%"))
     part = (read(f"{data}/part.parquet", columns=["p_partkey", "p_brand", "p_type", "p_size"],
                  filters=[("p_brand", "!=", "Brand#45"), ("p_size", "in", [49, 14, 23, 45, 19, 3, 36, 9])])
-            .then(like, column="p_type", pattern="MEDIUM POLISHED%", negate=True))
+            .then(s.like, column="p_type", pattern="MEDIUM POLISHED%", negate=True))
     partsupp = (read(f"{data}/partsupp.parquet", columns=["ps_partkey", "ps_suppkey"])
                 .join(complaints, left_on="ps_suppkey", right_on="s_suppkey", how="anti"))
     return (
@@ -37,7 +35,7 @@ def per_year(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"avg_yearly": total / 7.0})
 
 
-def q17(data: str) -> Dataset:
+def q17(data: str, s: StageSet = PANDAS) -> Dataset:
     """Small-quantity-order revenue: the average quantity per part, joined back on the part."""
     part = read(f"{data}/part.parquet", columns=["p_partkey"],
                 filters=[("p_brand", "==", "Brand#23"), ("p_container", "==", "MED BOX")])
@@ -46,18 +44,18 @@ def q17(data: str) -> Dataset:
     average = lineitem.aggregate(by=["l_partkey"], aggs={"avg_quantity": ["l_quantity", "mean"]})
     return (
         lineitem.join(average, on="l_partkey")
-        .then(derive, columns={"limit": "0.2 * avg_quantity"})
-        .then(filter_rows, where="l_quantity < limit")
+        .then(s.derive, columns={"limit": "0.2 * avg_quantity"})
+        .then(s.filter_rows, where="l_quantity < limit")
         .aggregate(aggs={"total": ["l_extendedprice", "sum"], "rows": ["l_extendedprice", "count"]})
         .then(per_year)
     )
 
 
-def q18(data: str) -> Dataset:
+def q18(data: str, s: StageSet = PANDAS) -> Dataset:
     """Large volume customer: IN (orders over 300 units) is a semi join with an aggregate."""
     lineitem = read(f"{data}/lineitem.parquet", columns=["l_orderkey", "l_quantity"])
     large = (lineitem.aggregate(by=["l_orderkey"], aggs={"order_quantity": ["l_quantity", "sum"]})
-             .then(filter_rows, where="order_quantity > 300"))
+             .then(s.filter_rows, where="order_quantity > 300"))
     orders = (read(f"{data}/orders.parquet", columns=["o_orderkey", "o_custkey", "o_orderdate", "o_totalprice"])
               .join(large, left_on="o_orderkey", right_on="l_orderkey", how="semi"))
     customer = read(f"{data}/customer.parquet", columns=["c_custkey", "c_name"])
@@ -81,7 +79,7 @@ Q19_BRANCHES = " or ".join(
 )
 
 
-def q19(data: str) -> Dataset:
+def q19(data: str, s: StageSet = PANDAS) -> Dataset:
     """Discounted revenue: the OR of conditions on both tables is a filter after the join; the conditions
     every branch shares (ship mode and instructions) are pushed into the read."""
     part = read(f"{data}/part.parquet", columns=["p_partkey", "p_brand", "p_container", "p_size"])
@@ -90,39 +88,39 @@ def q19(data: str) -> Dataset:
                     filters=[("l_shipmode", "in", ["AIR", "AIR REG"]), ("l_shipinstruct", "==", "DELIVER IN PERSON")])
     return (
         lineitem.join(part, left_on="l_partkey", right_on="p_partkey")
-        .then(filter_rows, where=Q19_BRANCHES)
-        .then(derive, columns=VOLUME)
+        .then(s.filter_rows, where=Q19_BRANCHES)
+        .then(s.derive, columns=VOLUME)
         .aggregate(aggs={"revenue": ["volume", "sum"]})
     )
 
 
-def q20(data: str) -> Dataset:
+def q20(data: str, s: StageSet = PANDAS) -> Dataset:
     """Potential part promotion: the correlated sum is an aggregate per (part, supplier) joined back."""
     forest = (read(f"{data}/part.parquet", columns=["p_partkey", "p_name"])
-              .then(like, column="p_name", pattern="forest%"))
+              .then(s.like, column="p_name", pattern="forest%"))
     shipped = (read(f"{data}/lineitem.parquet", columns=["l_partkey", "l_suppkey", "l_quantity"],
                     filters=[("l_shipdate", ">=", date(1994, 1, 1)), ("l_shipdate", "<", date(1995, 1, 1))])
                .aggregate(by=["l_partkey", "l_suppkey"], aggs={"shipped": ["l_quantity", "sum"]}))
     stocked = (read(f"{data}/partsupp.parquet", columns=["ps_partkey", "ps_suppkey", "ps_availqty"])
                .join(forest, left_on="ps_partkey", right_on="p_partkey", how="semi")
                .join(shipped, left_on=["ps_partkey", "ps_suppkey"], right_on=["l_partkey", "l_suppkey"])
-               .then(filter_rows, where="ps_availqty > 0.5 * shipped"))
+               .then(s.filter_rows, where="ps_availqty > 0.5 * shipped"))
     canada = read(f"{data}/nation.parquet", columns=["n_nationkey"], filters=[("n_name", "==", "CANADA")])
     return (
         read(f"{data}/supplier.parquet", columns=["s_suppkey", "s_name", "s_address", "s_nationkey"])
         .join(canada, left_on="s_nationkey", right_on="n_nationkey")
         .join(stocked, left_on="s_suppkey", right_on="ps_suppkey", how="semi")
-        .then(select, columns=["s_name", "s_address"])
+        .then(s.select, columns=["s_name", "s_address"])
         .sort("s_name")
     )
 
 
-def q21(data: str) -> Dataset:
+def q21(data: str, s: StageSet = PANDAS) -> Dataset:
     """Suppliers who kept orders waiting. EXISTS (another supplier on the order) holds when the order has
     more than one distinct supplier; NOT EXISTS (another supplier late on it) when the late lines have one
     distinct supplier, this line's own: both are per-order aggregates joined back."""
     lineitem = read(f"{data}/lineitem.parquet", columns=["l_orderkey", "l_suppkey", "l_receiptdate", "l_commitdate"])
-    late = lineitem.then(filter_rows, where="l_receiptdate > l_commitdate")
+    late = lineitem.then(s.filter_rows, where="l_receiptdate > l_commitdate")
     suppliers = lineitem.aggregate(by=["l_orderkey"], aggs={"suppliers": ["l_suppkey", "nunique"]})
     late_suppliers = late.aggregate(by=["l_orderkey"], aggs={"late_suppliers": ["l_suppkey", "nunique"]})
     saudi = read(f"{data}/nation.parquet", columns=["n_nationkey"], filters=[("n_name", "==", "SAUDI ARABIA")])
@@ -134,28 +132,28 @@ def q21(data: str) -> Dataset:
         .join(failed, left_on="l_orderkey", right_on="o_orderkey", how="semi")
         .join(suppliers, on="l_orderkey")
         .join(late_suppliers, on="l_orderkey")
-        .then(filter_rows, where="suppliers > 1 and late_suppliers == 1")
+        .then(s.filter_rows, where="suppliers > 1 and late_suppliers == 1")
         .aggregate(by=["s_name"], aggs={"numwait": ["l_orderkey", "size"]})
         .top(100, by=["numwait", "s_name"], ascending=[False, True])
     )
 
 
-def q22(data: str) -> Dataset:
+def q22(data: str, s: StageSet = PANDAS) -> Dataset:
     """Global sales opportunity: the average balance is a one-row aggregate joined to every customer;
     NOT EXISTS (orders) is an anti join."""
     codes = ("13", "31", "23", "29", "30", "18", "17")
     customer = (read(f"{data}/customer.parquet", columns=["c_custkey", "c_phone", "c_acctbal"])
-                .then(substring, column="c_phone", out="cntrycode", start=1, length=2)
-                .then(filter_rows, where=f"cntrycode in {codes}"))
-    average = (customer.then(filter_rows, where="c_acctbal > 0.00")
+                .then(s.substring, column="c_phone", out="cntrycode", start=1, length=2)
+                .then(s.filter_rows, where=f"cntrycode in {codes}"))
+    average = (customer.then(s.filter_rows, where="c_acctbal > 0.00")
                .aggregate(aggs={"avg_acctbal": ["c_acctbal", "mean"]})
-               .then(on_every_row))
+               .then(s.on_every_row))
     orders = read(f"{data}/orders.parquet", columns=["o_custkey"])
     return (
         customer.join(orders, left_on="c_custkey", right_on="o_custkey", how="anti")
-        .then(on_every_row)
+        .then(s.on_every_row)
         .join(average, on="every_row")
-        .then(filter_rows, where="c_acctbal > avg_acctbal")
+        .then(s.filter_rows, where="c_acctbal > avg_acctbal")
         .aggregate(by=["cntrycode"], aggs={"numcust": ["c_custkey", "size"], "totacctbal": ["c_acctbal", "sum"]})
         .sort("cntrycode")
     )
