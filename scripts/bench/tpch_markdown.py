@@ -9,6 +9,7 @@ from bench.tpch_breakdown import CATEGORIES
 NAMES = {
     "ours-processes": "**ours, processes**",
     "ours-processes-float64": "ours, processes, float64 data",
+    "ours-processes-polars": "ours, processes, Polars stages",
     "ours-dask": "ours, dask",
     "ours-ray": "ours, ray",
     "duckdb": "DuckDB",

@@ -35,8 +35,9 @@ def _peer(module: str) -> Callable[[int, str], pd.DataFrame]:
 
 
 @contextlib.contextmanager
-def ours_local(spec: TpchSpec, t: Timer, engine_name: str = "processes") -> Iterator[Query]:
-    """This framework with pandas stages on a local engine, its workers started once for all the queries."""
+def ours_local(spec: TpchSpec, t: Timer, engine_name: str = "processes", stages: str = "pandas") -> Iterator[Query]:
+    """This framework on a local engine with its per-chunk stages in the `stages` batch format, its workers
+    started once for all the queries."""
     with t.phase("import"):
         from pipeline.engines import get_engine
         from tpch.queries import QUERIES, answer
@@ -44,10 +45,15 @@ def ours_local(spec: TpchSpec, t: Timer, engine_name: str = "processes") -> Iter
         engine = get_engine(engine_name, workers=spec.workers)
         engine.__enter__()
     try:
-        yield lambda n: answer(QUERIES[n], Path(spec.data), engine)
+        yield lambda n: answer(QUERIES[n], Path(spec.data), engine, stages=stages)
     finally:
         with t.phase("teardown"):
             engine.__exit__(None, None, None)
+
+
+def ours_polars(spec: TpchSpec, t: Timer) -> contextlib.AbstractContextManager[Query]:
+    """This framework on `processes` with Polars stages (`tpch.polars_stages`)."""
+    return ours_local(spec, t, stages="polars")
 
 
 @contextlib.contextmanager
@@ -166,6 +172,7 @@ FLOAT64 = "-float64"  # a label ending so runs over the copy of the data with de
 
 SYSTEMS: dict[str, Callable[[TpchSpec, Timer], contextlib.AbstractContextManager[Query]]] = {
     "ours-processes": ours_local,
+    "ours-processes-polars": ours_polars,
     "ours-dask": ours_dask,
     "ours-ray": ours_ray,
     "duckdb": duckdb,
@@ -177,7 +184,8 @@ SYSTEMS: dict[str, Callable[[TpchSpec, Timer], contextlib.AbstractContextManager
 }
 # each target's two systems run one after the other: a machine whose speed drifts over a half-hour run (by
 # 20-30% here) then skews their ratio least
-DEFAULT_LABELS = ("ours-processes", "ours-processes" + FLOAT64, "duckdb", "polars", "pandas-whole", "dask-threads",
+DEFAULT_LABELS = ("ours-processes", "ours-processes" + FLOAT64, "duckdb", "ours-processes-polars", "polars",
+                  "pandas-whole", "dask-threads",
                   "ours-dask", "dask-distributed", "ours-ray", "ray-data")
 
 

@@ -53,6 +53,8 @@ def targets(summary: Summary, opts: Any) -> list[Target]:
         Target("processes, every query / Dask DataFrame (threads): worst", worst_ratio(summary, ours, "dask-threads"),
                0.25, "×"),
         Target("processes / DuckDB: geometric mean", geomean_ratio(summary, ours, "duckdb"), 4.0, "×"),
+        Target("processes with Polars stages / DuckDB: geometric mean",
+               geomean_ratio(summary, "ours-processes-polars", "duckdb"), 1.5, "×"),
         Target("dask engine / Dask DataFrame (LocalCluster): geometric mean",
                geomean_ratio(summary, "ours-dask", "dask-distributed"), 0.5, "×"),
         Target("ray engine / Ray Data: geometric mean", geomean_ratio(summary, "ours-ray", "ray-data"), 0.25, "×"),
