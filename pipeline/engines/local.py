@@ -28,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pipeline import children
+from pipeline.io import polars_read
 from pipeline.engines import check_options, default_workers
 from pipeline.engines._payload import Packer, run_packed_batch
 from pipeline.engines._schedule import BatchSizer, InlineExecutor, Lost, Submit, call_batch, run_plan
@@ -228,7 +229,8 @@ def _worker_init(threads: int) -> None:
     """In each worker: ignore Ctrl-C (it reaches the whole process group, and only the driver should act on
     it) but kill its programs when the driver says the run is interrupted; tune malloc; give Arrow's (and
     Polars') thread pools this worker's share of the cores, not every core, so that N workers run N×share
-    threads rather than N×cores threads fighting over the same cores."""
+    threads rather than N×cores threads fighting over the same cores; decode Parquet with Polars where it
+    may (`polars_read`: a worker never forks workers of its own)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     children.on_signal(WORKER_INTERRUPT)
     _tune_malloc()
@@ -236,6 +238,7 @@ def _worker_init(threads: int) -> None:
     import pyarrow
 
     pyarrow.set_cpu_count(threads)
+    polars_read.enable()
 
 
 def _warm(executor: Executor, workers: int) -> None:
