@@ -52,6 +52,7 @@ from pipeline.engines.local import (DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, WORKE
                                     children_ignore_sigint, children_killed_on_interrupt, interrupt_processes)
 from pipeline.engines.memory import worker_limit
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.io import polars_read
 from pipeline.plan import Plan, Task
 
 CONNECT_TIMEOUT = 10.0
@@ -84,6 +85,18 @@ class _ProgramsStoppable(distributed.WorkerPlugin):
 
     def setup(self, worker: distributed.Worker) -> None:
         children.on_signal(WORKER_INTERRUPT)
+
+
+class _ReadsWithPolars(distributed.WorkerPlugin):
+    """In the private cluster's worker processes: decode Parquet with Polars where it may (`polars_read`), with
+    the worker's share of the cores, as the processes engine's workers do."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def setup(self, worker: distributed.Worker) -> None:
+        os.environ.setdefault("POLARS_MAX_THREADS", str(self.threads))  # read when Polars is imported
+        polars_read.enable()
 
 
 class _PrivateCluster(distributed.LocalCluster):
@@ -188,6 +201,7 @@ class DaskEngine:
         client = distributed.Client(self._cluster, set_as_default=False)
         client.register_plugin(_QuietFailures(), name="pipeline-quiet-failures")
         client.register_plugin(_ProgramsStoppable(), name="pipeline-programs-stoppable")
+        client.register_plugin(_ReadsWithPolars(max(1, (os.cpu_count() or 1) // self.workers)), name="pipeline-reads-with-polars")
         return client
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:

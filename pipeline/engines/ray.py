@@ -44,6 +44,7 @@ from pipeline.engines._payload import Packer, Payload, run_packed_batch
 from pipeline.engines._schedule import BatchSizer, Item, Lost, run_plan
 from pipeline.engines.local import DEFAULT_RETRIES, IN_FLIGHT_PER_WORKER, children_ignore_sigint
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.io import polars_read
 from pipeline.plan import Plan, Task
 
 CONNECT_TIMEOUT = 15.0
@@ -67,6 +68,7 @@ def _run_marked(payloads: list[Payload], counts: list[int], note: str, limit: in
     """Run packed tasks in order, each given the next `counts[i]` of `dep_values`. The first return value
     (the batch's timing) is a marker the driver reads for next to nothing; each task's result follows. Under a
     memory `limit`, a guard ends this worker over it, first leaving `note` in Ray's key-value store."""
+    polars_read.enable()  # a Ray task runs in a worker process, never in the driver (see `polars_read`)
     if limit is not None:
         memory.guard(limit, lambda: _internal_kv()._internal_kv_put(note, b"1", overwrite=True))
     values = iter(dep_values)

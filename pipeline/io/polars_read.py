@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import importlib.util
+import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,9 +32,16 @@ _enabled = False
 
 
 def enable() -> None:
-    """Read with Polars in this process from now on (a worker's start-up calls this), if it is installed."""
+    """Read with Polars in this process from now on, if it is installed: a worker's start-up calls this, and
+    Polars is imported then rather than inside the first chunk's read."""
     global _enabled
-    _enabled = importlib.util.find_spec("polars") is not None
+    if _enabled:
+        return
+    try:
+        importlib.import_module("polars")
+    except ImportError:
+        return
+    _enabled = True
 
 
 def is_plain(kind: pa.DataType) -> bool:
