@@ -201,7 +201,8 @@ class DaskEngine:
         client = distributed.Client(self._cluster, set_as_default=False)
         client.register_plugin(_QuietFailures(), name="pipeline-quiet-failures")
         client.register_plugin(_ProgramsStoppable(), name="pipeline-programs-stoppable")
-        client.register_plugin(_ReadsWithPolars(max(1, (os.cpu_count() or 1) // self.workers)), name="pipeline-reads-with-polars")
+        threads_each = max(1, (os.cpu_count() or 1) // self.workers)
+        client.register_plugin(_ReadsWithPolars(threads_each), name="pipeline-reads-with-polars")
         return client
 
     def run(self, plan: Plan, on_done: Callable[[Task], None] | None = None) -> Any:

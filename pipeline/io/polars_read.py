@@ -74,9 +74,9 @@ def read(path: str, fragment: ds.ParquetFileFragment, row_groups: Sequence[int] 
     query = pl.scan_parquet(path).select(needed).slice(sum(sizes[: ids[0]]), sum(sizes[i] for i in ids))
     if predicate is not None:
         query = query.filter(predicate)
-    read = needed if by_arrow else list(columns)
+    wanted = needed if by_arrow else list(columns)
     try:
-        table = query.select(read).collect().to_arrow().cast(pa.schema([schema.field(c) for c in read]))
+        table = query.select(wanted).collect().to_arrow().cast(pa.schema([schema.field(c) for c in wanted]))
     except Exception:  # noqa: BLE001 - pyarrow's reader reads it again, and words any error
         return None
     return table.filter(pq.filters_to_expression(filters)).select(list(columns)) if by_arrow else table

@@ -14,7 +14,8 @@ from tpch.stage_sets import PANDAS, StageSet
 
 def q09(data: str, s: StageSet = PANDAS) -> Dataset:
     """Product type profit measure."""
-    part = read(f"{data}/part.parquet", columns=["p_partkey", "p_name"]).then(s.like, column="p_name", pattern="%green%")
+    part = (read(f"{data}/part.parquet", columns=["p_partkey", "p_name"])
+            .then(s.like, column="p_name", pattern="%green%"))
     partsupp = read(f"{data}/partsupp.parquet", columns=["ps_partkey", "ps_suppkey", "ps_supplycost"])
     supplier = (read(f"{data}/supplier.parquet", columns=["s_suppkey", "s_nationkey"])
                 .join(read(f"{data}/nation.parquet", columns=["n_nationkey", "n_name"]),
