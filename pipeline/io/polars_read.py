@@ -5,7 +5,8 @@ dictionary-encoded strings: 500,000 rows of Q1's seven columns in 25 ms against 
 filters while it decodes (Q6's chunk: 11 ms against 33 ms); reading is the largest single share of a query's
 worker time. Its frame becomes Arrow without a copy, each column cast to the type the source fixed (Polars
 hands strings back as `large_string`), so the table is exactly what pyarrow's reader gives. A filter is
-Polars' where each value is of its column's own kind (`_predicate`), else Arrow's, after the read.
+Polars' where each value is of its column's own kind (`_predicate`), else Arrow's, after the read. A
+lazy Polars stage's chunk is the same scan (`scan`), left for its query to run.
 
 Used only where that is certain: Polars installed, a local file outside hive partitions, consecutive row
 groups, and columns of plain types stored as the source's schema says. Anything else, and any error (a
@@ -59,19 +60,13 @@ def read(path: str, fragment: ds.ParquetFileFragment, row_groups: Sequence[int] 
         return None
     clauses = [] if not filters else filters if isinstance(filters[0], list) else [filters]
     needed = list(dict.fromkeys([*columns, *(name for clause in clauses for name, _, _ in clause)]))
-    physical = fragment.physical_schema
-    if any(physical.get_field_index(c) < 0 or physical.field(c).type != schema.field(c).type
-           or not is_plain(schema.field(c).type) for c in needed):
+    if not all(is_plain(schema.field(c).type) for c in needed):
         return None
-    sizes = [group.num_rows for group in fragment.row_groups]  # the whole file's: this fragment is not a subset
-    ids = list(range(len(sizes))) if row_groups is None else list(row_groups)
-    if not ids or ids != list(range(ids[0], ids[-1] + 1)):
+    query = scan(path, fragment, row_groups, schema, needed)
+    if query is None:
         return None
-    import polars as pl
-
     predicate = _predicate(clauses, schema) if clauses else None
     by_arrow = bool(clauses) and predicate is None  # a filter Polars may not apply alike: Arrow applies it
-    query = pl.scan_parquet(path).select(needed).slice(sum(sizes[: ids[0]]), sum(sizes[i] for i in ids))
     if predicate is not None:
         query = query.filter(predicate)
     wanted = needed if by_arrow else list(columns)
@@ -80,6 +75,26 @@ def read(path: str, fragment: ds.ParquetFileFragment, row_groups: Sequence[int] 
     except Exception:  # noqa: BLE001 - pyarrow's reader reads it again, and words any error
         return None
     return table.filter(pq.filters_to_expression(filters)).select(list(columns)) if by_arrow else table
+
+
+def scan(path: str, fragment: ds.ParquetFileFragment, row_groups: Sequence[int] | None, schema: pa.Schema,
+         columns: Sequence[str]) -> "pl.LazyFrame | None":
+    """A lazy Polars scan of `columns` of the row groups (all when None) of the local file at `path`; None
+    when a column is missing from the file or stored as another type than `schema` says, or when the row
+    groups are not consecutive (a scan reads one range of rows)."""
+    physical = fragment.physical_schema
+    if any(physical.get_field_index(c) < 0 or physical.field(c).type != schema.field(c).type for c in columns):
+        return None
+    sizes = [group.num_rows for group in fragment.row_groups]  # the whole file's: this fragment is not a subset
+    ids = list(range(len(sizes))) if row_groups is None else list(row_groups)
+    if not ids or ids != list(range(ids[0], ids[-1] + 1)):
+        return None
+    import polars as pl
+
+    query = pl.scan_parquet(path).select(list(columns))
+    if len(ids) == len(sizes):
+        return query
+    return query.slice(sum(sizes[: ids[0]]), sum(sizes[i] for i in ids))
 
 
 _COMPARE = {"=": "eq", "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}

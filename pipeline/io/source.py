@@ -150,8 +150,7 @@ class FileSource:
 
     def _read_with_polars(self, piece: Piece, fragment: ds.ParquetFileFragment) -> pa.Table | None:
         """The piece read by Polars' faster decoder (see `polars_read`); None where pyarrow's must read it."""
-        if (isinstance(self.filters, ds.Expression) or not self.local
-                or (piece.partition is not None and not piece.partition.equals(_NO_PARTITION))):
+        if isinstance(self.filters, ds.Expression) or not self.local or _in_partition(piece):
             return None
         columns = self._columns() or self.schema.names
         return polars_read.read(piece.path, fragment, piece.row_groups, self.schema, columns, self.filters)
@@ -171,24 +170,11 @@ class FileSource:
         return scans[0] if len(scans) == 1 else pl.concat(scans)
 
     def _scan_piece(self, piece: Piece) -> Any:
-        if piece.partition is not None and not piece.partition.equals(_NO_PARTITION):
+        if _in_partition(piece):
             return None
-        fragment = _parquet_fragment(piece.path, piece.partition)
         columns = list(self.columns) if self.columns is not None else self.schema.names
-        physical = fragment.physical_schema
-        if any(physical.get_field_index(c) < 0 or physical.field(c).type != self.schema.field(c).type
-               for c in columns):
-            return None
-        import polars as pl
-
-        query = pl.scan_parquet(piece.path).select(columns)
-        groups = [rg.num_rows for rg in fragment.row_groups]
-        ids = list(piece.row_groups) if piece.row_groups is not None else list(range(len(groups)))
-        if ids != list(range(len(groups))):
-            if ids != list(range(ids[0], ids[-1] + 1)):
-                return None
-            query = query.slice(sum(groups[: ids[0]]), sum(groups[i] for i in ids))
-        return query
+        return polars_read.scan(piece.path, _parquet_fragment(piece.path, piece.partition), piece.row_groups,
+                                self.schema, columns)
 
     def empty(self) -> pa.Table:
         """No rows, the columns a chunk would have: what a skipped chunk contributes."""
@@ -310,6 +296,11 @@ def _pieces(groups: list[tuple[ds.Fragment, int, int]], url: Callable[[str], str
         fragment = run[0][0]
         yield Piece(url(fragment.path), tuple(g[1] for g in run), sum(g[2] for g in run),
                     fragment.partition_expression)
+
+
+def _in_partition(piece: Piece) -> bool:
+    """Whether the piece's file is in a hive partition, whose columns pyarrow adds from its path."""
+    return piece.partition is not None and not piece.partition.equals(_NO_PARTITION)
 
 
 class SkippedChunk(InputError):
